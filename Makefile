@@ -1,0 +1,46 @@
+# Market Spine: `make run` (embedded demo) and `make test` (lint, architecture, tests).
+# Both bootstrap .venv from constraints.txt on first use; nothing else needs installing.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint arch pytest bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Market Spine needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install pinned dependencies
+
+run: $(STAMP) ## set up the embedded database, load sample data, serve on $(HOST):$(PORT)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py spine_demo --host $(HOST) --port $(PORT)
+
+test: lint arch pytest ## lint, architecture checks and the test suite
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+arch: $(STAMP) ## import-linter layering contracts (the AST rules run with pytest)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks (tests/benchmarks), printed and written to bench-results/
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+clean: ## remove the virtualenv and the embedded database
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

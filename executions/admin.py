@@ -1,0 +1,1 @@
+"""Admin registrations for the ledger (the operations console grows here)."""

@@ -1,0 +1,1 @@
+"""The executions REST API (DRF)."""

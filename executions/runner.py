@@ -1,0 +1,388 @@
+"""The runner: the only place pipeline handlers are called (SPEC §4.4).
+
+`run_execution()` claims the execution with one compare-and-set, runs the handler under a
+monitor thread (lease heartbeat, cancel requests, timeout), and records the outcome: completed,
+retried with backoff, failed, cancelled, or dead-lettered. Anything it cannot claim (a duplicate
+delivery, a cancelled or finished execution) is dropped.
+"""
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from dramatiq.middleware.threading import raise_thread_exception
+
+from executions import dispatcher, metrics
+from executions.errors import (
+    DomainError,
+    ExecutionCancelled,
+    ExecutionTimeout,
+    InvalidTransition,
+    LeaseLost,
+    NotPublishedYet,
+    PermanentError,
+)
+from executions.models import Execution, Status
+from executions.registry import PipelineSpec, registry
+from executions.signals import execution_dead_lettered
+from executions.transitions import Actor, renew_lease, transition
+
+log = structlog.get_logger(__name__)
+
+RUNNER = "runner"
+_INTERRUPT_GRACE_SECONDS = 2.0  # time a handler gets to stop by itself before it is interrupted
+_RESULT_LIMIT = 16_000  # characters of JSON kept as the result summary
+
+
+def default_worker_id() -> str:
+    """`host:pid:thread`, unique per worker thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+@dataclass
+class RunContext:
+    """What a handler gets besides its params."""
+
+    execution_id: UUID
+    pipeline: str
+    attempt: int
+    max_attempts: int
+    deadline: datetime | None
+    logger: Any
+    request_id: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _stop_reason: str = ""
+
+    def check_cancelled(self) -> None:
+        """Raise if this run was cancelled, timed out, or lost its lease; call it between steps."""
+        if self._stop.is_set():
+            raise _STOP_ERRORS.get(self._stop_reason, ExecutionCancelled)(self._stop_reason)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking at once (and raising) if the run must stop."""
+        self._stop.wait(max(0.0, seconds))
+        self.check_cancelled()
+
+
+_STOP_ERRORS: dict[str, type[BaseException]] = {
+    "cancelled": ExecutionCancelled,
+    "timeout": ExecutionTimeout,
+    "lease_lost": LeaseLost,
+}
+
+
+def run_execution(execution_id: UUID | str, *, worker_id: str | None = None) -> str | None:
+    """Claim and run one execution; return its status afterwards, or None if it was not claimed."""
+    worker_id = worker_id or default_worker_id()
+    execution = _claim(execution_id, worker_id)
+    if execution is None:
+        return None
+    structlog.contextvars.bind_contextvars(
+        execution_id=str(execution.id),
+        pipeline=execution.pipeline,
+        attempt=execution.attempt,
+        request_id=execution.request_id,
+    )
+    try:
+        return _run_claimed(execution, worker_id)
+    finally:
+        structlog.contextvars.unbind_contextvars(
+            "execution_id", "pipeline", "attempt", "request_id"
+        )
+
+
+def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
+    """`queued` and due, or `running` with an expired lease -> `running`, attempt + 1."""
+    now = timezone.now()
+    fields = {
+        "attempt": F("attempt") + 1,
+        "worker_id": worker_id,
+        "lease_expires_at": now + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
+        "started_at": Coalesce(F("started_at"), now),
+    }
+    actor = Actor.system(RUNNER, data={"worker_id": worker_id})
+    try:
+        transition(
+            execution_id,
+            frm=Status.QUEUED,
+            to=Status.RUNNING,
+            kind="started",
+            actor=actor,
+            where=Q(not_before__isnull=True) | Q(not_before__lte=now),
+            **fields,
+        )
+    except InvalidTransition:
+        try:
+            transition(
+                execution_id,
+                frm=Status.RUNNING,
+                to=Status.RUNNING,
+                kind="lease_takeover",
+                actor=actor,
+                where=Q(lease_expires_at__lt=now),
+                **fields,
+            )
+        except InvalidTransition:
+            log.info("execution.claim_refused", execution_id=str(execution_id))
+            return None
+    execution = Execution.objects.get(pk=execution_id)
+    waited_from = max(filter(None, [execution.queued_at, execution.not_before]), default=None)
+    if waited_from is not None:
+        metrics.QUEUE_WAIT.labels(execution.lane).observe(
+            max(0.0, (now - waited_from).total_seconds())
+        )
+    return execution
+
+
+def _run_claimed(execution: Execution, worker_id: str) -> str:
+    ctx = RunContext(
+        execution_id=execution.id,
+        pipeline=execution.pipeline,
+        attempt=execution.attempt,
+        max_attempts=execution.max_attempts,
+        deadline=execution.deadline_at,
+        logger=log,
+        request_id=execution.request_id,
+    )
+    outcome = _Outcome(execution, worker_id)
+    try:
+        spec = registry.get(execution.pipeline)
+        params = spec.validate(execution.params)
+    except DomainError as exc:  # unknown pipeline or params that no longer validate
+        return outcome.failed(exc)
+
+    log.info("execution.started", worker_id=worker_id)
+    monitor = _Monitor(ctx, worker_id, threading.get_ident(), spec.timeout_seconds)
+    started = time.monotonic()
+    try:
+        monitor.start()
+        try:
+            result = spec.handler(params, ctx)
+        finally:
+            monitor.disarm()
+    except ExecutionCancelled:
+        return outcome.cancelled()
+    except LeaseLost:
+        log.warning("execution.lease_lost", worker_id=worker_id)
+        return Status.RUNNING
+    except ExecutionTimeout as exc:
+        return outcome.retry_or_dead_letter(spec, exc, reason="timeout")
+    except PermanentError as exc:
+        return outcome.failed(exc)
+    except DomainError as exc:  # e.g. a backfill's dispatch: busy (429/503) is worth a retry
+        if exc.http_status in (429, 503):
+            return outcome.retry_or_dead_letter(spec, exc, reason="busy")
+        return outcome.failed(exc)
+    except NotPublishedYet as exc:
+        return outcome.retry_or_dead_letter(spec, exc, reason="not_published")
+    except Exception as exc:  # retryable by default: a surprise is assumed transient
+        return outcome.retry_or_dead_letter(spec, exc, reason="error")
+    finally:
+        metrics.EXECUTION_DURATION.labels(execution.pipeline).observe(time.monotonic() - started)
+    return outcome.completed(result)
+
+
+class _Outcome:
+    """Records how one claimed attempt ended, guarded by this worker still holding the run."""
+
+    def __init__(self, execution: Execution, worker_id: str) -> None:
+        self.execution = execution
+        self.guard = Q(worker_id=worker_id, attempt=execution.attempt)
+        self.actor = Actor.system(RUNNER, data={"worker_id": worker_id})
+
+    def completed(self, result: Any) -> str:
+        summary = _result_summary(result)
+        return self._finish(
+            Status.COMPLETED,
+            "completed",
+            result=summary,
+            error_type="",
+            error_message="",
+            error_traceback="",
+        )
+
+    def failed(self, exc: BaseException) -> str:
+        return self._finish(Status.FAILED, "failed", **_error_fields(exc))
+
+    def cancelled(self) -> str:
+        return self._finish(Status.CANCELLED, "cancelled")
+
+    def retry_or_dead_letter(self, spec: PipelineSpec, exc: BaseException, *, reason: str) -> str:
+        ex = self.execution
+        now = timezone.now()
+        delay = spec.retry.delay_for(ex.attempt)
+        until_deadline = reason == "not_published" and ex.deadline_at is not None
+        if ex.deadline_at is not None and now + timedelta(seconds=delay) > ex.deadline_at:
+            return self.dead_letter(exc, "deadline_missed")
+        if not until_deadline and ex.attempt >= ex.max_attempts:
+            return self.dead_letter(exc, "max_attempts")
+        errors = _error_fields(exc)
+        metrics.RETRIES.labels(ex.pipeline, reason).inc()
+        log.info("execution.retry_scheduled", delay_s=round(delay, 3), reason=reason)
+        try:
+            dispatcher.requeue(
+                ex.id,
+                delay_seconds=delay,
+                kind="retry_scheduled",
+                actor=self.actor,
+                attempt=ex.attempt,
+                data={
+                    "attempt": ex.attempt,
+                    "reason": reason,
+                    "error_type": errors["error_type"],
+                    "error_message": errors["error_message"][:500],
+                },
+                **errors,
+            )
+        except InvalidTransition:
+            log.warning("execution.outcome_dropped", outcome="retry")
+            return Status.RUNNING
+        return Status.QUEUED
+
+    def dead_letter(self, exc: BaseException, reason: str) -> str:
+        errors = _error_fields(exc)
+        with transaction.atomic():
+            status = self._finish(
+                Status.DEAD_LETTERED, "dead_lettered", data={"reason": reason}, **errors
+            )
+            if status == Status.DEAD_LETTERED:
+                execution_dead_lettered.send(
+                    sender=Execution,
+                    execution=Execution.objects.get(pk=self.execution.pk),
+                    reason=reason,
+                    error_summary=f"{errors['error_type']}: {errors['error_message']}"[:2000],
+                )
+        return status
+
+    def _finish(self, to: str, kind: str, *, data: dict[str, Any] | None = None, **fields) -> str:
+        try:
+            transition(
+                self.execution.id,
+                frm=Status.RUNNING,
+                to=to,
+                kind=kind,
+                actor=self.actor,
+                where=self.guard,
+                data=data,
+                finished_at=timezone.now(),
+                lease_expires_at=None,
+                **fields,
+            )
+        except InvalidTransition:
+            # Another worker took the run over, or the reconciler settled it: its outcome stands.
+            log.warning("execution.outcome_dropped", outcome=to)
+            return Status.RUNNING
+        metrics.EXECUTIONS_COMPLETED.labels(self.execution.pipeline, to).inc()
+        log.info(f"execution.{kind}")
+        return to
+
+
+class _Monitor(threading.Thread):
+    """Renews the lease, watches for a cancel request, and enforces the timeout."""
+
+    def __init__(self, ctx: RunContext, worker_id: str, target: int, timeout: float) -> None:
+        super().__init__(name=f"spine-monitor-{ctx.execution_id}", daemon=True)
+        self.ctx = ctx
+        self.worker_id = worker_id
+        self.target = target
+        self.timeout_at = time.monotonic() + timeout
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._armed = True
+
+    def disarm(self) -> None:
+        """Called by the handler's thread when the handler returns: never interrupt after this."""
+        with self._lock:
+            self._armed = False
+        self._done.set()
+
+    def run(self) -> None:
+        poll = settings.SPINE_CANCEL_POLL_SECONDS
+        heartbeat = settings.SPINE_HEARTBEAT_SECONDS
+        next_renew = time.monotonic() + heartbeat
+        try:
+            while not self._done.wait(min(poll, max(0.01, self.timeout_at - time.monotonic()))):
+                now = time.monotonic()
+                if now >= self.timeout_at:
+                    self._stop("timeout", ExecutionTimeout)
+                    return
+                reason = self._check_row()
+                if reason:
+                    self._stop(reason, _STOP_ERRORS[reason])
+                    return
+                if now >= next_renew:
+                    renew_lease(
+                        self.ctx.execution_id,
+                        worker_id=self.worker_id,
+                        attempt=self.ctx.attempt,
+                        lease_expires_at=timezone.now()
+                        + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
+                    )
+                    next_renew = now + heartbeat
+        except Exception:
+            log.exception("execution.monitor_failed")
+        finally:
+            connection.close()
+
+    def _check_row(self) -> str:
+        row = (
+            Execution.objects.filter(pk=self.ctx.execution_id)
+            .values("status", "worker_id", "attempt", "cancel_requested_at")
+            .first()
+        )
+        if row is None:
+            return ""  # not visible from this connection (a test's transaction): nothing to do
+        if (row["status"], row["worker_id"], row["attempt"]) != (
+            Status.RUNNING,
+            self.worker_id,
+            self.ctx.attempt,
+        ):
+            return "lease_lost"
+        return "cancelled" if row["cancel_requested_at"] else ""
+
+    def _stop(self, reason: str, error: type[BaseException]) -> None:
+        """Ask the handler to stop; interrupt it if it has not stopped after a grace period."""
+        self.ctx._stop_reason = reason
+        self.ctx._stop.set()
+        log.info("execution.stop_requested", reason=reason)
+        if self._done.wait(_INTERRUPT_GRACE_SECONDS):
+            return
+        with self._lock:
+            if self._armed:
+                raise_thread_exception(self.target, error)
+
+
+def _error_fields(exc: BaseException) -> dict[str, str]:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    tb = "".join(traceback.format_exception(exc))
+    limit = settings.SPINE_TRACEBACK_LIMIT
+    return {
+        "error_type": type(exc).__name__[:200],
+        "error_message": message[:4000],
+        "error_traceback": tb if len(tb) <= limit else "…" + tb[-limit:],
+    }
+
+
+def _result_summary(result: Any) -> dict[str, Any]:
+    """A small JSON-safe summary of what the handler returned."""
+    if result is None:
+        return {}
+    if not isinstance(result, dict):
+        result = {"value": result}
+    text = json.dumps(result, default=str)
+    if len(text) > _RESULT_LIMIT:
+        return {"truncated": True, "preview": text[:_RESULT_LIMIT]}
+    return json.loads(text)

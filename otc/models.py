@@ -1,0 +1,1 @@
+"""OTC market data models (FINRA OTC Transparency); see the OTC issue."""

@@ -1,0 +1,39 @@
+"""One exception handler: every API error is JSON `{code, message, details}`."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from executions.errors import DomainError
+
+
+def api_exception_handler(exc, context):
+    """Map domain errors and DRF errors onto `{code, message, details}` with the right status."""
+    if isinstance(exc, DomainError):
+        response = Response(
+            {"code": exc.code, "message": exc.message, "details": exc.details},
+            status=exc.http_status,
+        )
+        for header, value in exc.headers().items():
+            response[header] = value
+        return response
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        code, message, details = "invalid", "The request is not valid.", response.data
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        code = codes if isinstance(codes, str) else "error"
+        message, details = str(detail) or str(exc), {}
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        code = "not_authenticated"
+    response.data = {"code": code, "message": message, "details": details}
+    return response

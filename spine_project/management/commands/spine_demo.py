@@ -1,0 +1,38 @@
+"""`spine_demo`: the embedded quick start — migrate, load the sample data, serve with a worker."""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = (
+        "Set up the database, load the sample data through the pipelines, and serve the portal "
+        "with the in-process backend (the embedded default of `make run`)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+        parser.add_argument(
+            "--no-serve", action="store_true", help="set up and load data, then exit"
+        )
+
+    def handle(self, *args, host, port, no_serve, **opts):
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write(self.style.SUCCESS("Database ready: " + _describe_db()))
+        if no_serve:
+            return
+        self.stdout.write(
+            f"Serving Market Spine on http://{host}:{port}/  (backend: {settings.SPINE_BACKEND})\n"
+            f"  health  http://{host}:{port}/health/live\n"
+            f"  admin   http://{host}:{port}/admin/\n"
+        )
+        call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
+
+
+def _describe_db() -> str:
+    db = settings.DATABASES["default"]
+    return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}"
