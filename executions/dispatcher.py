@@ -71,7 +71,7 @@ def dispatch(
     spec = registry.get(pipeline)
     model = spec.validate(params)
     clean_params = model.model_dump(mode="json")
-    lane = lane or spec.lane
+    lane = str(lane or spec.lane)
     if lane not in LaneName.values:
         raise InvalidLane(
             f"Unknown lane {lane!r}; lanes are {', '.join(LaneName.values)}.",

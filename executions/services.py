@@ -15,7 +15,14 @@ from executions import dispatcher
 from executions.backends import get_backend
 from executions.dispatcher import DispatchResult
 from executions.errors import ExecutionNotFound, InvalidLane, InvalidTransition
-from executions.models import TERMINAL_STATUSES, Execution, Lane, LaneName, Status
+from executions.models import (
+    TERMINAL_STATUSES,
+    Execution,
+    Lane,
+    LaneName,
+    Status,
+    TriggerSource,
+)
 from executions.transitions import Actor, record_event, transition, update_fields
 
 log = structlog.get_logger(__name__)
@@ -76,8 +83,12 @@ def cancel(execution_id: UUID | str, *, actor: Actor) -> Execution:
     return get_execution(execution.id)
 
 
-def retry(execution_id: UUID | str, *, actor: Actor, trigger_source: str) -> DispatchResult:
-    """Run a terminal execution again as a new execution whose parent is the old one."""
+def retry(execution_id: UUID | str, *, actor: Actor) -> DispatchResult:
+    """Run a terminal execution again as a new execution whose parent is the old one.
+
+    The new execution's trigger is `retry`; where the operator acted (api, admin, cli) is the
+    `source` of the events.
+    """
     execution = get_execution(execution_id)
     if execution.status not in TERMINAL_STATUSES:
         raise InvalidTransition(
@@ -90,7 +101,7 @@ def retry(execution_id: UUID | str, *, actor: Actor, trigger_source: str) -> Dis
             execution.pipeline,
             execution.params,
             lane=execution.lane,
-            trigger_source=trigger_source,
+            trigger_source=TriggerSource.RETRY,
             created_by=actor.user,
             request_id=actor.request_id,
             parent=execution,

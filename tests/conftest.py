@@ -42,6 +42,22 @@ def redis_url():
 
 
 @pytest.fixture
+def temp_pipeline_tx():
+    """Register throw-away pipelines for one test."""
+    from executions.registry import PipelineSpec, registry
+
+    names = []
+
+    def register(name, handler, **kwargs):
+        registry.register(PipelineSpec(name=name, handler=handler, **kwargs))
+        names.append(name)
+
+    yield register
+    for name in names:
+        registry.unregister(name)
+
+
+@pytest.fixture
 def actor():
     from executions.transitions import Actor
 
