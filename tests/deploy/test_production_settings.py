@@ -50,7 +50,8 @@ def check_deploy(overrides: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_env_example_documents_every_configuration_variable():
-    documented = set(env_example())
+    text = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
     readme = (ROOT / "README.md").read_text()
     table = set(re.findall(r"^\| `([A-Z_]+)`", readme, flags=re.MULTILINE))
     assert table, "README configuration table not found"
