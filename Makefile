@@ -10,7 +10,7 @@ PORT   ?= 8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint arch pytest bench clean
+.PHONY: help venv run test lint arch pytest bench clean manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP) ## benchmarks (tests/benchmarks), printed and written to bench-results/
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+
+manifests: $(STAMP) ## re-render deploy/k8s/ from the Helm chart
+	$(BIN)/python scripts/render_manifests.py
 
 clean: ## remove the virtualenv and the embedded database
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

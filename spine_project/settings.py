@@ -235,3 +235,28 @@ from spine_project.logging import configure_logging  # noqa: E402
 
 SPINE_LOG_STREAM = env.str("SPINE_LOG_STREAM", default="stdout")
 configure_logging(fmt=SPINE_LOG_FORMAT, level=SPINE_LOG_LEVEL, stream=SPINE_LOG_STREAM)
+
+# --- Production hardening (SPEC §9; deploy/ and .env.example) -----------------------------------
+# Secure by default outside debug, so `manage.py check --deploy --fail-level WARNING` is clean.
+# TLS usually ends at the ingress: trust its X-Forwarded-Proto only when told to
+# (DJANGO_SECURE_PROXY_SSL_HEADER), or a client could claim https on a plain connection.
+
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Probes and Prometheus talk plain HTTP to the pod; a redirect to https would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Kubernetes probes and Prometheus address the pod by its IP (the Host header is the pod IP):
+# the chart passes it in through the downward API so host validation accepts it.
+_pod_ip = env.str("POD_IP", default="")
+if _pod_ip:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, f"[{_pod_ip}]" if ":" in _pod_ip else _pod_ip]
