@@ -14,6 +14,11 @@ class ExecutionsConfig(AppConfig):
         from executions.errors import BackendUnavailable
 
         autodiscover_modules("pipelines")
+        # Observability and operations jobs (issue 6): scrape-time gauges, retention kinds.
+        from executions import cleanup  # noqa: F401  (registers the ledger's retention kinds)
+        from executions.metrics import LedgerCollector, register_scrape_collector
+
+        register_scrape_collector(LedgerCollector())
         # Fail at start-up, not at the first submit, when the selected backend is unavailable.
         try:
             get_backend()
