@@ -196,3 +196,17 @@ def _collect_operations(families) -> None:
             families["schedule_last"].add_metric([name], last.timestamp())
         if enabled and nxt:
             families["schedule_next"].add_metric([name], nxt.timestamp())
+
+
+def initialise_series(specs) -> None:
+    """Create every pipeline's rare-event series at 0, so they exist (and `rate()` works) before
+    the first rejection, retry or orphan, in multiprocess mode as well."""
+    for spec in specs:
+        for reason in ("lane_full", "global_full", "key_busy"):
+            DISPATCH_REJECTED.labels(spec.name, spec.lane, reason)
+        for reason in ("error", "timeout", "busy", "not_published"):
+            RETRIES.labels(spec.name, reason)
+        for outcome in ("retried", "dead_lettered"):
+            ORPHANS_RECOVERED.labels(spec.name, outcome)
+        for status in ("completed", "failed", "dead_lettered", "cancelled"):
+            EXECUTIONS_COMPLETED.labels(spec.name, status)

@@ -257,13 +257,7 @@ PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 SPINE_WORKER_METRICS_HOST = env.str("SPINE_WORKER_METRICS_HOST", default="0.0.0.0")  # noqa: S104
 SPINE_WORKER_METRICS_PORT = env.int("SPINE_WORKER_METRICS_PORT", default=9191)
 if PROMETHEUS_MULTIPROC_DIR:
-    # Dramatiq's Prometheus middleware reads these when it is imported, after settings.
-    import os as _os
-
-    _os.environ["dramatiq_prom_db"] = PROMETHEUS_MULTIPROC_DIR
-    _os.environ["dramatiq_prom_host"] = SPINE_WORKER_METRICS_HOST
-    _os.environ["dramatiq_prom_port"] = str(SPINE_WORKER_METRICS_PORT)
-    DRAMATIQ_BROKER["MIDDLEWARE"].append("dramatiq.middleware.Prometheus")
+    DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.worker_metrics.WorkerMetrics")
 # Carries request_id and the trace context from the submitting process into the worker run.
 DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.messaging.ContextPropagation")
 
