@@ -103,3 +103,10 @@ def _resolve(letter: DeadLetter, resolution: str, actor: Actor, note: str, **ext
     for name, value in extra.items():
         setattr(letter, name, value)
     letter.save(update_fields=["resolved_at", "resolved_by", "resolution", "note", *extra])
+
+
+def unresolved_dead_letter_exists():
+    """A condition over Execution: it has an unresolved dead letter (kept by spine_cleanup)."""
+    from django.db.models import Exists, OuterRef
+
+    return Exists(DeadLetter.objects.filter(execution=OuterRef("pk"), resolved_at__isnull=True))

@@ -128,3 +128,10 @@ class ExecutionTimeout(BaseException):
 
 class LeaseLost(BaseException):
     """Raised inside a handler whose lease was taken over by another worker or the reconciler."""
+
+
+class InvalidSchedule(DomainError):
+    """Raised when a schedule's cron, time zone, pipeline, lane or params are not valid."""
+
+    code = "invalid_schedule"
+    http_status = 400

@@ -176,3 +176,81 @@ class Lane(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({'paused' if self.paused else 'running'})"
+
+
+# --- Operations jobs: schedules and retention (issue 6) ------------------------------------------
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", "skip a run while the previous one is still active"
+    ALLOW = "allow", "run even if the previous one is still active"
+
+
+class Schedule(models.Model):
+    """A pipeline run on a cron expression, dispatched by `spine_scheduler`."""
+
+    name = models.CharField(max_length=200, unique=True)
+    pipeline = models.CharField(max_length=200)
+    params = models.JSONField(default=dict, blank=True)
+    lane = models.CharField(
+        max_length=32,
+        choices=LaneName.choices,
+        blank=True,
+        default="",
+        help_text="blank: the pipeline's lane",
+    )
+    cron = models.CharField(
+        max_length=120, help_text="five-field cron expression, e.g. 0 18 * * 1-5"
+    )
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA name, e.g. America/New_York"
+    )
+    trading_days_only = models.BooleanField(
+        default=False, help_text="fire only on NYSE trading days (weekdays that are not holidays)"
+    )
+    overlap_policy = models.CharField(
+        max_length=10, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP
+    )
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True, default="")
+
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_outcome = models.CharField(max_length=40, blank=True, default="", editable=False)
+    last_execution = models.ForeignKey(
+        Execution,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="schedule_due")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron} {self.time_zone})"
+
+
+class CleanupStat(models.Model):
+    """Running totals of `spine_cleanup` per kind, exported as metrics at scrape time.
+
+    Kept in the database because the cleanup runs as a short-lived job (a CronJob) whose own
+    in-process counters would vanish before any scrape.
+    """
+
+    kind = models.CharField(max_length=64, primary_key=True)
+    deleted_total = models.BigIntegerField(default=0)
+    last_deleted = models.BigIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_duration_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["kind"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.deleted_total} deleted"

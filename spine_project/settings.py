@@ -260,3 +260,51 @@ X_FRAME_OPTIONS = "DENY"
 _pod_ip = env.str("POD_IP", default="")
 if _pod_ip:
     ALLOWED_HOSTS = [*ALLOWED_HOSTS, f"[{_pod_ip}]" if ":" in _pod_ip else _pod_ip]
+
+# --- Observability and operations jobs (issue 6) -------------------------------------------------
+# django-prometheus times every request and database query; `/metrics` adds the ledger gauges
+# computed at scrape time (spine_project.metrics). With PROMETHEUS_MULTIPROC_DIR set (gunicorn
+# with several workers, and every Dramatiq worker), counters from all processes of one pod are
+# summed from that directory; a Dramatiq worker then serves them on SPINE_WORKER_METRICS_PORT.
+
+INSTALLED_APPS.append("django_prometheus")
+MIDDLEWARE.insert(0, "django_prometheus.middleware.PrometheusBeforeMiddleware")
+MIDDLEWARE.append("django_prometheus.middleware.PrometheusAfterMiddleware")
+_PROMETHEUS_DB_ENGINES = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
+
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+SPINE_WORKER_METRICS_HOST = env.str("SPINE_WORKER_METRICS_HOST", default="0.0.0.0")  # noqa: S104
+SPINE_WORKER_METRICS_PORT = env.int("SPINE_WORKER_METRICS_PORT", default=9191)
+if PROMETHEUS_MULTIPROC_DIR:
+    DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.worker_metrics.WorkerMetrics")
+# Carries request_id and the trace context from the submitting process into the worker run.
+DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.messaging.ContextPropagation")
+
+# Tracing (OpenTelemetry) is off unless configured: SPINE_TRACING=1, or an OTLP endpoint.
+SPINE_TRACING = env.bool(
+    "SPINE_TRACING", default=bool(env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=""))
+)
+SPINE_TRACING_EXPORTER = env.str("SPINE_TRACING_EXPORTER", default="otlp")
+if SPINE_TRACING_EXPORTER not in ("otlp", "console", "none"):
+    raise ImproperlyConfigured(
+        f"SPINE_TRACING_EXPORTER must be otlp, console or none, got {SPINE_TRACING_EXPORTER!r}"
+    )
+
+# Retention (spine_cleanup): days per kind, e.g. "executions=30,events=30,otc_raw=180"; kinds not
+# named keep the default their app registered.
+SPINE_RETENTION_DAYS: dict[str, int] = {}
+for _part in filter(
+    None, (p.strip() for p in env.str("SPINE_RETENTION_DAYS", default="").split(","))
+):
+    _kind, _sep, _days = _part.partition("=")
+    if not _sep or not _days.strip().isdigit():
+        raise ImproperlyConfigured(f"SPINE_RETENTION_DAYS: expected kind=days, got {_part!r}")
+    SPINE_RETENTION_DAYS[_kind.strip()] = int(_days)
+SPINE_CLEANUP_BATCH_SIZE = env.int("SPINE_CLEANUP_BATCH_SIZE", default=1000)
+SPINE_SCHEDULER_INTERVAL_SECONDS = env.float("SPINE_SCHEDULER_INTERVAL_SECONDS", default=5.0)
