@@ -279,6 +279,14 @@ DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
 )
 
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client writes one file per process there and fails late if the folder is missing.
+    try:
+        Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} cannot be created: {exc}"
+        ) from None
 SPINE_WORKER_METRICS_HOST = env.str("SPINE_WORKER_METRICS_HOST", default="0.0.0.0")  # noqa: S104
 SPINE_WORKER_METRICS_PORT = env.int("SPINE_WORKER_METRICS_PORT", default=9191)
 if PROMETHEUS_MULTIPROC_DIR:

@@ -5,6 +5,7 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 
 from tests.deploy.conftest import ROOT
 
@@ -39,6 +40,8 @@ def check_deploy(overrides: dict[str, str]) -> subprocess.CompletedProcess:
         if not k.startswith(("DJANGO_", "SPINE_", "DATABASE_", "REDIS_", "GUNICORN_"))
     }
     env.update(overrides)
+    if "PROMETHEUS_MULTIPROC_DIR" in env:  # the image's path; a scratch folder here
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="spine-metrics-")
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
