@@ -170,6 +170,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return self._accepted(result.execution, replayed=False)
 
     def _accepted(self, execution: Execution, *, replayed: bool) -> Response:
+        execution.refresh_from_db()  # the after-commit submit may have queued it meanwhile
         response = Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
         response["Location"] = reverse("api:execution-detail", args=[execution.id])
         if replayed:
