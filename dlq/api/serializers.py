@@ -8,8 +8,13 @@ from dlq.models import DeadLetter, Resolution
 class DeadLetterSerializer(serializers.ModelSerializer):
     """One dead letter and its resolution."""
 
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    resolved_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     is_resolved = serializers.BooleanField(read_only=True)
+    resolution = serializers.ChoiceField(
+        choices=Resolution.choices, allow_blank=True, read_only=True, help_text="blank: unresolved"
+    )
 
     class Meta:
         model = DeadLetter

@@ -17,8 +17,12 @@ class ErrorSerializer(serializers.Serializer):
 class ExecutionSerializer(serializers.ModelSerializer):
     """One execution as the API shows it."""
 
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    cancel_requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    cancel_requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     is_terminal = serializers.BooleanField(read_only=True)
 
@@ -121,7 +125,9 @@ class PipelineSerializer(serializers.Serializer):
 class LaneSerializer(serializers.ModelSerializer):
     """A lane and whether it is paused."""
 
-    changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    changed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Lane

@@ -194,7 +194,9 @@ class PipelineViewSet(viewsets.GenericViewSet):
         "metadata": "executions.view_execution",
     }
 
-    @extend_schema(summary="All pipelines", responses={200: PipelineSerializer(many=True)})
+    @extend_schema(
+        summary="All pipelines", responses={200: PipelineSerializer(many=True), **error_responses()}
+    )
     def list(self, request):
         return Response(PipelineSerializer(registry.all(), many=True).data)
 
@@ -230,7 +232,9 @@ class LaneViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "resume": "executions.pause_lane",
     }
 
-    @extend_schema(summary="All lanes", responses={200: LaneSerializer(many=True)})
+    @extend_schema(
+        summary="All lanes", responses={200: LaneSerializer(many=True), **error_responses()}
+    )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
