@@ -341,18 +341,19 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def has_cancel_permission(self, request, obj=None):
         return request.user.has_perm("executions.cancel_execution")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "can_retry_object": obj is not None
+    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+        # The buttons follow the status of the very row this page shows.
+        context["can_retry_object"] = (
+            obj is not None
             and obj.status in TERMINAL_STATUSES
-            and self.has_retry_permission(request),
-            "can_cancel_object": obj is not None
+            and self.has_retry_permission(request)
+        )
+        context["can_cancel_object"] = (
+            obj is not None
             and obj.status in ACTIVE_STATUSES
-            and self.has_cancel_permission(request),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+            and self.has_cancel_permission(request)
+        )
+        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
 
     # --- actions --------------------------------------------------------------------------------
 
