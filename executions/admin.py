@@ -171,10 +171,15 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "age",
         "duration",
     ]
-    list_filter = ["status", "lane", "trigger_source", ("pipeline", admin.AllValuesFieldListFilter)]
+    list_filter = [
+        "status",
+        "lane",
+        "trigger_source",
+        ("pipeline", admin.AllValuesFieldListFilter),
+        "created_at",
+    ]
     search_fields = ["pipeline", "logical_key", "request_id", "idempotency_key"]
     search_help_text = "An execution id, or part of a pipeline name, logical key or request id."
-    date_hierarchy = "created_at"
     list_select_related = ["created_by"]
     list_per_page = 50
     show_full_result_count = False  # counting a million rows on every page load is wasted work

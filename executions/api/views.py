@@ -115,7 +115,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             lane=body.validated_data.get("lane"),
             trigger_source=TriggerSource.API,
             created_by=request.user,
-            request_id=request.request_id,
+            request_id=getattr(request, "request_id", None),
             idempotency_key=key or None,
         )
         return self._accepted(result.execution, replayed=not result.created)
