@@ -47,6 +47,7 @@ def replay(dead_letter_id, *, actor: Actor, note: str = "") -> DeadLetter:
             created_by=actor.user,
             request_id=actor.request_id,
             parent=old,
+            actor=actor,
         )
         _resolve(letter, Resolution.REPLAYED, actor, note, replay_execution=result.execution)
         record_event(

@@ -66,8 +66,13 @@ def dispatch(
     parent: Execution | None = None,
     max_attempts: int | None = None,
     not_before: datetime | None = None,
+    actor: Actor | None = None,
 ) -> DispatchResult:
-    """Validate, deduplicate, apply backpressure, record, and (after commit) submit."""
+    """Validate, deduplicate, apply backpressure, record, and (after commit) submit.
+
+    `actor` says who asked and through which interface (its `source`), when that differs from
+    the trigger: an operator's retry in the admin has trigger `retry` and source `admin`.
+    """
     spec = registry.get(pipeline)
     model = spec.validate(params)
     clean_params = model.model_dump(mode="json")
@@ -115,7 +120,7 @@ def dispatch(
         deadline_at=spec.deadline_for(model, now),
         created_at=now,
     )
-    actor = Actor(
+    actor = actor or Actor(
         name=created_by.get_username() if created_by else trigger_source,
         user=created_by,
         source=trigger_source,
@@ -130,10 +135,11 @@ def dispatch(
                 kind="created",
                 to_status=Status.PENDING,
                 actor=actor.name,
-                actor_user=created_by,
-                source=trigger_source,
+                actor_user=actor.user,
+                source=actor.source,
+                reason=actor.reason,
                 request_id=request_id or "",
-                data={"parent": str(parent.id)} if parent else {},
+                data={"trigger_source": trigger_source, "parent": str(parent.id)} if parent else {},
             )
             transaction.on_commit(lambda: submit(execution.id))
     except IntegrityError:

@@ -105,6 +105,7 @@ def retry(execution_id: UUID | str, *, actor: Actor) -> DispatchResult:
             created_by=actor.user,
             request_id=actor.request_id,
             parent=execution,
+            actor=actor,
         )
         record_event(
             execution.id,

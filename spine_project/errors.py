@@ -37,3 +37,16 @@ def api_exception_handler(exc, context):
         code = "not_authenticated"
     response.data = {"code": code, "message": message, "details": details}
     return response
+
+
+def not_found(request, exception=None):
+    """404 for a URL that matches no route: JSON under `/api/`, Django's own page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "message": f"No route {request.path}.", "details": {}},
+            status=404,
+        )
+    return page_not_found(request, exception)

@@ -3,6 +3,7 @@
 Integrations switch on by environment variable; a missing required value fails at start-up.
 """
 
+import re
 from pathlib import Path
 
 import environ
@@ -220,6 +221,32 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Operations portal (issue 5): API pages, docs assets, rate limits ---------------------------
+
+INSTALLED_APPS += ["drf_spectacular_sidecar"]  # Swagger UI served from our static files, no CDN
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("spine_project.middleware.RequestIdMiddleware") + 1,
+    "spine_project.middleware.RateLimitMiddleware",
+)
+REST_FRAMEWORK |= {
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": env.int("SPINE_API_PAGE_SIZE", default=50),
+}
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"LaneEnum": "executions.models.LaneName"},
+}
+# Requests per window per client, shared by every process through the cache (Redis when
+# REDIS_URL is set). "0" turns rate limiting off.
+_rate = env.str("SPINE_RATE_LIMIT", default="600/60").strip()
+if _rate != "0" and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", _rate):
+    raise ImproperlyConfigured(f"SPINE_RATE_LIMIT: expected requests/seconds or 0, got {_rate!r}")
+SPINE_RATE_LIMIT = None if _rate == "0" else tuple(int(n) for n in _rate.split("/"))
+SPINE_RATE_LIMIT_EXEMPT = ("/health/", "/metrics", "/static/")
 
 # --- Logging -------------------------------------------------------------------------------------
 

@@ -127,3 +127,87 @@ def queued(make_execution, recording_backend):
         return execution
 
     return make
+
+
+# --- operations portal (issue 5): users per role, API clients, executions in a given state -----
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limit_budget():
+    """Each test starts with a full rate-limit budget (the counters live in the cache)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):  # never flush a real Redis
+        cache.clear()
+
+
+@pytest.fixture
+def role_user(db):
+    """`role_user("operator")`: a user with that role (the groups come from the migration)."""
+    from django.contrib.auth import get_user_model
+
+    from spine_project.roles import assign_role
+
+    def make(role, username=None, password="pw-for-tests-only"):  # noqa: S107
+        user = get_user_model().objects.create_user(username or role, password=password)
+        assign_role(user, role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def api_client_for(role_user):
+    """`api_client_for("viewer")`: a DRF client authenticated by that role's API token."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def make(role):
+        if role == "anonymous":
+            return APIClient()
+        token, _ = Token.objects.get_or_create(user=role_user(role))
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def execution_in(make_execution, actor):
+    """`execution_in("failed")`: an execution moved through the state machine to that status."""
+    from executions.models import Status
+    from executions.transitions import transition
+
+    paths = {
+        Status.PENDING: [],
+        Status.QUEUED: [Status.QUEUED],
+        Status.RUNNING: [Status.QUEUED, Status.RUNNING],
+        Status.COMPLETED: [Status.QUEUED, Status.RUNNING, Status.COMPLETED],
+        Status.FAILED: [Status.QUEUED, Status.RUNNING, Status.FAILED],
+        Status.DEAD_LETTERED: [Status.QUEUED, Status.RUNNING, Status.DEAD_LETTERED],
+        Status.CANCELLED: [Status.CANCELLED],
+    }
+
+    def make(status, **kwargs):
+        execution = make_execution(**kwargs)
+        for step in paths[status]:
+            transition(execution.id, to=step, kind=f"test_{step}", actor=actor)
+        execution.refresh_from_db()
+        return execution
+
+    return make
+
+
+@pytest.fixture
+def dead_letter(execution_in):
+    """An unresolved dead letter of a dead-lettered `diagnostics.sleep` execution."""
+    from dlq.services import record_dead_letter
+
+    def make():
+        execution = execution_in("dead_lettered")
+        record_dead_letter(None, execution=execution, reason="max_attempts", error_summary="boom")
+        return execution.dead_letter
+
+    return make

@@ -29,6 +29,8 @@ class Command(BaseCommand):
             f"Serving Market Spine on http://{host}:{port}/  (backend: {settings.SPINE_BACKEND})\n"
             f"  health  http://{host}:{port}/health/live\n"
             f"  admin   http://{host}:{port}/admin/\n"
+            f"  API     http://{host}:{port}/api/v1/  (docs http://{host}:{port}/api/docs/; "
+            "a user and token: manage.py spine_create_user NAME --role operator)\n"
         )
         call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
 
