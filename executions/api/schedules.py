@@ -5,10 +5,13 @@ One module (serializer, view set, routes) rather than spreading into the API's s
 """
 
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
+from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
 from executions import scheduler
+from executions.api.serializers import error_responses
 from executions.models import Schedule
 
 
@@ -24,7 +27,7 @@ class SchedulePermissions(permissions.DjangoModelPermissions):
 class ScheduleSerializer(serializers.ModelSerializer):
     """A schedule; saving validates cron, time zone, pipeline and params, and computes next run."""
 
-    last_execution = serializers.UUIDField(source="last_execution_id", read_only=True)
+    last_execution = serializers.UUIDField(source="last_execution_id", read_only=True, allow_null=True)
 
     class Meta:
         model = Schedule
@@ -64,9 +67,24 @@ class ScheduleSerializer(serializers.ModelSerializer):
         return scheduler.save_schedule(instance)
 
 
+class ScheduleCursor(CursorPagination):
+    ordering = ("name", "id")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        responses={200: ScheduleSerializer(many=True), **error_responses(400)},
+    ),
+    retrieve=extend_schema(responses={200: ScheduleSerializer, **error_responses(404)}),
+    create=extend_schema(responses={201: ScheduleSerializer, **error_responses(400)}),
+    update=extend_schema(responses={200: ScheduleSerializer, **error_responses(400, 404)}),
+    partial_update=extend_schema(responses={200: ScheduleSerializer, **error_responses(400, 404)}),
+    destroy=extend_schema(responses={204: None, **error_responses(404)}),
+)
 class ScheduleViewSet(viewsets.ModelViewSet):
     """List, read, create, change and delete schedules."""
 
+    pagination_class = ScheduleCursor
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
     permission_classes = [SchedulePermissions]

@@ -205,9 +205,11 @@ def test_retry_creates_a_child_and_records_who(operator, execution_in):
     assert (child.parent_id, child.root_id, child.trigger_source) == (
         execution.id,
         execution.id,
-        "api",
+        "retry",
     )
     assert child.request_id == "req-retry"
+    created = child.events.get(kind="created")
+    assert (created.actor, created.source, created.reason) == ("operator", "api", "source fixed")
     event = execution.events.get(kind="retried")
     assert (event.actor, event.reason, event.request_id, event.data) == (
         "operator",

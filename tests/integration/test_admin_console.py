@@ -80,7 +80,9 @@ def test_bulk_retry_asks_with_a_count_then_retries_through_the_service(console, 
     assert done.status_code == 302
     for old in failed:
         child = Execution.objects.get(parent=old)
-        assert (child.trigger_source, child.created_by.username) == ("admin", "operator")
+        assert (child.trigger_source, child.created_by.username) == ("retry", "operator")
+        created = child.events.get(kind="created")
+        assert (created.actor, created.source) == ("operator", "admin")
         event = old.events.get(kind="retried")
         assert (event.actor, event.source, event.reason) == ("operator", "admin", "bulk")
         assert event.request_id  # the request id of the confirming request

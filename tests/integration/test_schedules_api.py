@@ -43,7 +43,7 @@ def test_anonymous_is_refused(db):
 
 
 def test_viewer_reads_but_cannot_write(viewer):
-    assert viewer.get(URL).json() == []
+    assert viewer.get(URL).json() == {"next": None, "previous": None, "results": []}
     response = viewer.post(URL, BODY, format="json")
     assert response.status_code == 403
     assert Schedule.objects.count() == 0
