@@ -27,7 +27,9 @@ class SchedulePermissions(permissions.DjangoModelPermissions):
 class ScheduleSerializer(serializers.ModelSerializer):
     """A schedule; saving validates cron, time zone, pipeline and params, and computes next run."""
 
-    last_execution = serializers.UUIDField(source="last_execution_id", read_only=True, allow_null=True)
+    last_execution = serializers.UUIDField(
+        source="last_execution_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Schedule
