@@ -39,3 +39,15 @@ RETRIES = Counter(
     "Attempts that failed and were scheduled again, by reason.",
     ["pipeline", "reason"],
 )
+
+# --- Reconciler (executions/reconcile.py) ---------------------------------------------------------
+RECONCILE_ACTIONS = Counter(
+    "spine_reconcile_actions_total",
+    "Repairs attempted by the reconciler, by action and outcome.",
+    ["action", "outcome"],
+)
+ORPHANS_RECOVERED = Counter(
+    "spine_orphans_recovered_total",
+    "Runs whose worker was lost (lease expired) that the reconciler settled, by outcome.",
+    ["pipeline", "outcome"],
+)

@@ -34,6 +34,7 @@ from executions.errors import (
     LeaseLost,
     NotPublishedYet,
     PermanentError,
+    WorkerLost,
 )
 from executions.models import Execution, Status
 from executions.registry import PipelineSpec, registry
@@ -114,30 +115,37 @@ def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
         "started_at": Coalesce(F("started_at"), now),
     }
     actor = Actor.system(RUNNER, data={"worker_id": worker_id})
-    try:
-        transition(
-            execution_id,
-            frm=Status.QUEUED,
-            to=Status.RUNNING,
-            kind="started",
-            actor=actor,
-            where=Q(not_before__isnull=True) | Q(not_before__lte=now),
-            **fields,
-        )
-    except InvalidTransition:
+    with transaction.atomic():
+        # The dispatcher sends inside the transaction that makes the row `queued`, so a fast
+        # worker can receive the message before that commit is visible. Locking the row first
+        # waits for that transaction to end; the compare-and-set below then sees its outcome.
+        if not Execution.objects.select_for_update().filter(pk=execution_id).exists():
+            log.info("execution.claim_refused", execution_id=str(execution_id), why="missing")
+            return None
         try:
             transition(
                 execution_id,
-                frm=Status.RUNNING,
+                frm=Status.QUEUED,
                 to=Status.RUNNING,
-                kind="lease_takeover",
+                kind="started",
                 actor=actor,
-                where=Q(lease_expires_at__lt=now),
+                where=Q(not_before__isnull=True) | Q(not_before__lte=now),
                 **fields,
             )
         except InvalidTransition:
-            log.info("execution.claim_refused", execution_id=str(execution_id))
-            return None
+            try:
+                transition(
+                    execution_id,
+                    frm=Status.RUNNING,
+                    to=Status.RUNNING,
+                    kind="lease_takeover",
+                    actor=actor,
+                    where=Q(lease_expires_at__lt=now),
+                    **fields,
+                )
+            except InvalidTransition:
+                log.info("execution.claim_refused", execution_id=str(execution_id))
+                return None
     execution = Execution.objects.get(pk=execution_id)
     waited_from = max(filter(None, [execution.queued_at, execution.not_before]), default=None)
     if waited_from is not None:
@@ -195,13 +203,46 @@ def _run_claimed(execution: Execution, worker_id: str) -> str:
     return outcome.completed(result)
 
 
+def record_lost_attempt(execution: Execution, *, actor: Actor, now: datetime) -> str:
+    """Count the attempt of a run whose lease expired (its worker died) as failed.
+
+    Used by the reconciler. The same policy as a handler's retryable error: retry with backoff
+    while attempts remain, else dead-letter. Guarded by the lost worker still holding the run and
+    its lease still being expired, so a run whose worker came back or was taken over is left
+    alone (InvalidTransition-free: the status afterwards is returned, `running` if left alone).
+    """
+    outcome = _Outcome(
+        execution, execution.worker_id, actor=actor, where=Q(lease_expires_at__lt=now)
+    )
+    error = WorkerLost(
+        f"worker {execution.worker_id or '?'} stopped renewing the lease of attempt "
+        f"{execution.attempt} (expired at {execution.lease_expires_at:%Y-%m-%d %H:%M:%S}Z)"
+        if execution.lease_expires_at
+        else f"worker {execution.worker_id or '?'} lost attempt {execution.attempt}"
+    )
+    try:
+        spec = registry.get(execution.pipeline)
+    except DomainError as exc:
+        return outcome.failed(exc)
+    return outcome.retry_or_dead_letter(spec, error, reason="worker_lost")
+
+
 class _Outcome:
     """Records how one claimed attempt ended, guarded by this worker still holding the run."""
 
-    def __init__(self, execution: Execution, worker_id: str) -> None:
+    def __init__(
+        self,
+        execution: Execution,
+        worker_id: str,
+        *,
+        actor: Actor | None = None,
+        where: Q | None = None,
+    ) -> None:
         self.execution = execution
         self.guard = Q(worker_id=worker_id, attempt=execution.attempt)
-        self.actor = Actor.system(RUNNER, data={"worker_id": worker_id})
+        if where is not None:
+            self.guard &= where
+        self.actor = actor or Actor.system(RUNNER, data={"worker_id": worker_id})
 
     def completed(self, result: Any) -> str:
         summary = _result_summary(result)
@@ -239,6 +280,7 @@ class _Outcome:
                 kind="retry_scheduled",
                 actor=self.actor,
                 attempt=ex.attempt,
+                where=self.guard,
                 data={
                     "attempt": ex.attempt,
                     "reason": reason,
