@@ -30,7 +30,22 @@ class Command(BaseCommand):
             f"  health  http://{host}:{port}/health/live\n"
             f"  admin   http://{host}:{port}/admin/\n"
         )
+        _start_reconciler()
         call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
+
+
+def _start_reconciler() -> None:
+    """Reconcile in a background thread: the local backend loses its in-memory work on restart."""
+    import threading
+
+    from executions.reconcile import run_loop
+
+    threading.Thread(
+        target=run_loop,
+        kwargs={"interval": settings.SPINE_RECONCILE_INTERVAL_SECONDS, "stop": threading.Event()},
+        name="spine-reconciler",
+        daemon=True,
+    ).start()
 
 
 def _describe_db() -> str:
