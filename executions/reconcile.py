@@ -92,10 +92,23 @@ class Report:
         return f"{text}; outcomes {done}{health}"
 
 
-def plan(*, now: datetime | None = None, limit: int = 500) -> list[Action]:
-    """The repairs due now, at most `limit` of each kind, oldest first."""
+def plan(
+    *, now: datetime | None = None, limit: int = 500, depths: dict[str, int] | None = None
+) -> list[Action]:
+    """The repairs due now, at most `limit` of each kind, oldest first.
+
+    With the backend's `depths` (messages waiting per lane), a lane whose broker still holds at
+    least as many messages as the lane has `queued` rows is taken to have lost nothing: its rows
+    are merely waiting behind a backlog, and re-sending them would only add duplicates.
+    """
     now = now or timezone.now()
     paused = set(Lane.objects.filter(paused=True).values_list("name", flat=True))
+    intact = set()
+    if depths:
+        queued = Counter(
+            Execution.objects.filter(status=Status.QUEUED).values_list("lane", flat=True)
+        )
+        intact = {lane for lane, n in queued.items() if depths.get(lane, 0) >= n}
     pending_cutoff = now - timedelta(seconds=settings.SPINE_RECONCILE_PENDING_GRACE_SECONDS)
     queued_cutoff = now - timedelta(seconds=settings.SPINE_RECONCILE_QUEUED_GRACE_SECONDS)
     cancel_cutoff = now - timedelta(seconds=settings.SPINE_CANCEL_GRACE_SECONDS)
@@ -117,6 +130,7 @@ def plan(*, now: datetime | None = None, limit: int = 500) -> list[Action]:
     add(
         Kind.RESEND,
         Execution.objects.filter(status=Status.QUEUED)
+        .exclude(lane__in=intact)
         .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=queued_cutoff))
         .filter(Q(not_before__isnull=True) | Q(not_before__lt=queued_cutoff))
         .order_by("queued_at"),
@@ -152,10 +166,17 @@ def reconcile(
 ) -> Report:
     """Plan and (unless `dry_run`) apply one pass of repairs; `on_action` hears each outcome."""
     now = now or timezone.now()
-    report = Report(started_at=now, dry_run=dry_run, actions=plan(now=now, limit=limit))
+    backend = get_backend()
+    try:
+        depths = backend.queue_depths()
+    except Exception as exc:  # unknown: every stale queued row is re-sent
+        log.warning("reconcile.queue_depths_failed", error=str(exc))
+        depths = None
+    report = Report(
+        started_at=now, dry_run=dry_run, actions=plan(now=now, limit=limit, depths=depths)
+    )
     if dry_run or not report.actions:
         return report
-    backend = get_backend()
     needs_broker = any(a.kind in (Kind.SUBMIT, Kind.RESEND) for a in report.actions)
     if needs_broker:
         health = backend.health()

@@ -212,8 +212,8 @@ def test_redis_flushed_mid_run_loses_nothing(redis_stack):
 @pytest.mark.slow
 def test_kill9_worker_with_100_in_flight_loses_nothing(redis_stack):
     stack = redis_stack
-    first = stack.worker("normal", processes=2, threads=4)
     ids = [stack.dispatch(params={"seconds": 1.0}).id for _ in range(120)]
+    first = stack.worker("normal", processes=2, threads=4)
     wait_for(
         lambda: Execution.objects.filter(pk__in=ids, status=Status.RUNNING).count() >= 8,
         timeout=30,

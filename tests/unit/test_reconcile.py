@@ -262,3 +262,12 @@ def test_command_reports_each_outcome_and_a_summary(lost_pending, backend, capsy
     out = capsys.readouterr().out
     assert f"submitted      submit        {lost_pending.id}" in out
     assert "outcomes submit:submitted=1" in out
+
+
+def test_queued_rows_behind_a_backlog_the_broker_holds_are_not_resent(lost_queued, backend):
+    backend.queue_depths = lambda: {"normal": 1, "backfill": 0}
+    assert reconcile.plan(depths=backend.queue_depths()) == []
+    assert reconcile.reconcile().actions == []
+
+    backend.queue_depths = lambda: {"normal": 0, "backfill": 0}  # fewer messages than rows
+    assert dict(reconcile.reconcile().outcomes) == {"resend:resent": 1}
