@@ -6,6 +6,7 @@ retried with backoff, failed, cancelled, or dead-lettered. Anything it cannot cl
 delivery, a cancelled or finished execution) is dropped.
 """
 
+import functools
 import json
 import os
 import socket
@@ -18,8 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+import tenacity
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -227,6 +229,29 @@ def record_lost_attempt(execution: Execution, *, actor: Actor, now: datetime) ->
     return outcome.retry_or_dead_letter(spec, error, reason="worker_lost")
 
 
+def _reconnecting(method):
+    """Retry an outcome write whose database connection was lost (a restart), reconnecting.
+
+    Safe to repeat: every write is a compare-and-set guarded by this worker's attempt, so a
+    write that did commit before the connection broke is refused the second time.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if connection.in_atomic_block:  # an enclosing write retries as a whole
+            return method(*args, **kwargs)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((OperationalError, InterfaceError)),
+            stop=tenacity.stop_after_attempt(4),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=4),
+            before_sleep=lambda state: connection.close(),
+            reraise=True,
+        )
+        return retrying(method, *args, **kwargs)
+
+    return wrapper
+
+
 class _Outcome:
     """Records how one claimed attempt ended, guarded by this worker still holding the run."""
 
@@ -244,6 +269,7 @@ class _Outcome:
             self.guard &= where
         self.actor = actor or Actor.system(RUNNER, data={"worker_id": worker_id})
 
+    @_reconnecting
     def completed(self, result: Any) -> str:
         summary = _result_summary(result)
         return self._finish(
@@ -255,12 +281,15 @@ class _Outcome:
             error_traceback="",
         )
 
+    @_reconnecting
     def failed(self, exc: BaseException) -> str:
         return self._finish(Status.FAILED, "failed", **_error_fields(exc))
 
+    @_reconnecting
     def cancelled(self) -> str:
         return self._finish(Status.CANCELLED, "cancelled")
 
+    @_reconnecting
     def retry_or_dead_letter(self, spec: PipelineSpec, exc: BaseException, *, reason: str) -> str:
         ex = self.execution
         now = timezone.now()
@@ -294,6 +323,7 @@ class _Outcome:
             return Status.RUNNING
         return Status.QUEUED
 
+    @_reconnecting
     def dead_letter(self, exc: BaseException, reason: str) -> str:
         errors = _error_fields(exc)
         with transaction.atomic():
@@ -361,19 +391,25 @@ class _Monitor(threading.Thread):
                 if now >= self.timeout_at:
                     self._stop("timeout", ExecutionTimeout)
                     return
-                reason = self._check_row()
-                if reason:
-                    self._stop(reason, _STOP_ERRORS[reason])
-                    return
-                if now >= next_renew:
-                    renew_lease(
-                        self.ctx.execution_id,
-                        worker_id=self.worker_id,
-                        attempt=self.ctx.attempt,
-                        lease_expires_at=timezone.now()
-                        + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
-                    )
-                    next_renew = now + heartbeat
+                try:
+                    reason = self._check_row()
+                    if reason:
+                        self._stop(reason, _STOP_ERRORS[reason])
+                        return
+                    if now >= next_renew:
+                        renew_lease(
+                            self.ctx.execution_id,
+                            worker_id=self.worker_id,
+                            attempt=self.ctx.attempt,
+                            lease_expires_at=timezone.now()
+                            + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
+                        )
+                        next_renew = now + heartbeat
+                except (OperationalError, InterfaceError) as exc:
+                    # The database restarted or dropped us: reconnect on the next tick rather
+                    # than stop heartbeating (which would hand a healthy run to the reconciler).
+                    log.warning("execution.monitor_db_error", error=str(exc))
+                    connection.close()
         except Exception:
             log.exception("execution.monitor_failed")
         finally:

@@ -298,3 +298,31 @@ def test_reconciler_resends_only_what_the_broker_lost(redis_stack):
 
     assert dict(reconcile.reconcile().outcomes) == {"resend:resent": 1}
     assert stack.backend.queue_depths()["normal"] == 1
+
+
+def test_workers_recover_when_their_database_connections_are_killed(redis_stack):
+    from django.db import connection
+
+    stack = redis_stack
+    stack.worker("normal", threads=2)
+    stack.reconciler()
+    before = [stack.dispatch(params={"seconds": 1.0}).id for _ in range(4)]
+    wait_for(
+        lambda: Execution.objects.filter(pk__in=before, status=Status.RUNNING).exists(),
+        timeout=30,
+        what="a run in progress",
+        stack=stack,
+    )
+
+    with connection.cursor() as cursor:  # what a PostgreSQL restart does to every other client
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 2
+    after = [stack.dispatch(params={"seconds": 0}).id for _ in range(4)]
+
+    stack.wait_all_terminal(before + after, timeout=LEASE_SECONDS + RECONCILE_INTERVAL + 40)
+    assert stack.status_counts(before + after) == {"completed": 8}
+    # runs in progress reconnected for their heartbeat and outcome: none had to be retried
+    assert set(Execution.objects.filter(pk__in=before).values_list("attempt", flat=True)) == {1}
