@@ -210,13 +210,14 @@ def run_loop(
     stop: threading.Event,
     dry_run: bool = False,
     on_report: Callable[[Report], None] | None = None,
+    on_action: Callable[[Action, str], None] | None = None,
     limit: int = 500,
 ) -> None:
     """Run a pass every `interval` seconds until `stop` is set; a failed pass is logged."""
     while not stop.is_set():
         close_old_connections()
         try:
-            report = reconcile(dry_run=dry_run, limit=limit)
+            report = reconcile(dry_run=dry_run, limit=limit, on_action=on_action)
         except Exception:
             log.exception("reconcile.pass_failed")  # e.g. the database is restarting
         else:

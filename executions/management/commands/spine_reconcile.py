@@ -59,6 +59,7 @@ class Command(BaseCommand):
             stop=stop,
             dry_run=dry_run,
             limit=limit,
+            on_action=self._print_action,
             on_report=lambda r: self._print_report(r, always=False),
         )
         self.stdout.write("reconciler: stopped")
