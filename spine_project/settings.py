@@ -201,6 +201,7 @@ SPINE_LEASE_SECONDS = env.float("SPINE_LEASE_SECONDS", default=30.0)
 SPINE_HEARTBEAT_SECONDS = env.float("SPINE_HEARTBEAT_SECONDS", default=SPINE_LEASE_SECONDS / 3)
 SPINE_CANCEL_POLL_SECONDS = env.float("SPINE_CANCEL_POLL_SECONDS", default=1.0)
 SPINE_LOCAL_WORKERS = env.int("SPINE_LOCAL_WORKERS", default=4)
+
 # --- Workers and reconciliation (executions/reconcile.py, spine_worker, spine_reconcile) ---------
 # Queue names are `<prefix>.<lane>`; a separate prefix isolates deployments (or test runs) that
 # share one broker.
@@ -212,7 +213,7 @@ SPINE_RECONCILE_PENDING_GRACE_SECONDS = env.float(
 )
 # A `queued` row due this long ago was lost by the broker (flushed, a killed worker's prefetch).
 SPINE_RECONCILE_QUEUED_GRACE_SECONDS = env.float(
-    "SPINE_RECONCILE_QUEUED_GRACE_SECONDS", default=120.0
+    "SPINE_RECONCILE_QUEUED_GRACE_SECONDS", default=30.0
 )
 # A cancel request on a running execution not honoured this long is finished by the reconciler.
 SPINE_CANCEL_GRACE_SECONDS = env.float("SPINE_CANCEL_GRACE_SECONDS", default=60.0)

@@ -267,16 +267,16 @@ def test_backfill_flood_does_not_delay_normal(redis_stack, settings):
 
     latency()  # the worker is up
     baseline = sorted(latency() for _ in range(5))
-    flood = [stack.dispatch(params={"seconds": 0.2}, lane="backfill").id for _ in range(1000)]
-    depth = stack.backend.queue_depths()["backfill"]
+    flood = [stack.dispatch(params={"seconds": 0.5}, lane="backfill").id for _ in range(1000)]
     during = sorted(latency() for _ in range(5))
+    depth = stack.backend.queue_depths()["backfill"]  # still waiting after the measurement
     print(
         f"\nnormal latency: baseline median {baseline[2]:.3f}s max {baseline[-1]:.3f}s; "
         f"with {len(flood)} backfill queued ({depth} waiting): median {during[2]:.3f}s "
         f"max {during[-1]:.3f}s"
     )
 
-    assert depth > 800  # the flood really was waiting while normal ran
+    assert depth > 500  # the flood really was waiting while normal ran
     assert during[2] <= baseline[-1] + 0.5
     assert during[-1] <= baseline[-1] + 1.5
 
