@@ -190,14 +190,17 @@ def requeue(
     kind: str,
     actor: Actor,
     attempt: int,
+    where: Q | None = None,
     data: dict[str, Any] | None = None,
     **fields: Any,
 ) -> None:
     """Move a `running` execution back to `queued` for another attempt after `delay_seconds`.
 
-    Used by the runner (retry with backoff) and the reconciler (a lost worker's run). If the send
-    fails, the row is still committed as `queued` and the reconciler sends it again later.
+    Used by the runner (retry with backoff) and the reconciler (a lost worker's run). It applies
+    only while the row is still at `attempt` (and matches `where`). If the send fails, the row is
+    still committed as `queued` and the reconciler sends it again later.
     """
+    guard = Q(attempt=attempt) & (where if where is not None else Q())
     lane = Execution.objects.filter(pk=execution_id).values_list("lane", flat=True).get()
     not_before = timezone.now() + timedelta(seconds=delay_seconds)
     sent = _send(
@@ -207,7 +210,7 @@ def requeue(
         actor=actor,
         lane=lane,
         delay=delay_seconds,
-        attempt_guard=attempt,
+        where=guard,
         data={**(data or {}), "delay_seconds": round(delay_seconds, 3)},
         not_before=not_before,
         lease_expires_at=None,
@@ -221,7 +224,7 @@ def requeue(
             to=Status.QUEUED,
             kind=kind,
             actor=actor,
-            where=Q(attempt=attempt),
+            where=guard,
             data={**(data or {}), "delay_seconds": round(delay_seconds, 3), "sent": False},
             not_before=not_before,
             queued_at=timezone.now(),
@@ -262,7 +265,7 @@ def resend(execution_id: UUID | str, *, actor: Actor, reason: str) -> bool:
 # --- internals -----------------------------------------------------------------------------------
 
 
-def _send(execution_id, *, frm, kind, actor, lane, delay, attempt_guard=None, data=None, **fields):
+def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None, **fields):
     """Apply `frm -> queued` and send in one transaction; False if the send failed."""
     backend = get_backend()
     try:
@@ -273,7 +276,7 @@ def _send(execution_id, *, frm, kind, actor, lane, delay, attempt_guard=None, da
                 to=Status.QUEUED,
                 kind=kind,
                 actor=actor,
-                where=Q(attempt=attempt_guard) if attempt_guard is not None else None,
+                where=where,
                 data=data,
                 backend=backend.name,
                 queued_at=timezone.now(),

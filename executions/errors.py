@@ -111,6 +111,10 @@ class PermanentError(PipelineError):
     """Retrying the same input cannot help (bad params, a malformed source file): `failed`."""
 
 
+class WorkerLost(RetryableError):
+    """Recorded (never raised) when a run's worker stopped renewing its lease: a failed attempt."""
+
+
 class NotPublishedYet(PipelineError):
     """The source has not published the data yet: retry until the pipeline's deadline."""
 

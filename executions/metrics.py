@@ -210,3 +210,10 @@ def initialise_series(specs) -> None:
             ORPHANS_RECOVERED.labels(spec.name, outcome)
         for status in ("completed", "failed", "dead_lettered", "cancelled"):
             EXECUTIONS_COMPLETED.labels(spec.name, status)
+
+# --- Reconciler (executions/reconcile.py) -----------------------------------------------------
+RECONCILE_ACTIONS = Counter(
+    "spine_reconcile_actions_total",
+    "Repairs attempted by the reconciler, by action and outcome.",
+    ["action", "outcome"],
+)

@@ -6,6 +6,7 @@ retried with backoff, failed, cancelled, or dead-lettered. Anything it cannot cl
 delivery, a cancelled or finished execution) is dropped.
 """
 
+import functools
 import json
 import os
 import socket
@@ -18,8 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+import tenacity
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -34,6 +36,7 @@ from executions.errors import (
     LeaseLost,
     NotPublishedYet,
     PermanentError,
+    WorkerLost,
 )
 from executions.models import Execution, Status
 from executions.registry import PipelineSpec, registry
@@ -114,30 +117,37 @@ def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
         "started_at": Coalesce(F("started_at"), now),
     }
     actor = Actor.system(RUNNER, data={"worker_id": worker_id})
-    try:
-        transition(
-            execution_id,
-            frm=Status.QUEUED,
-            to=Status.RUNNING,
-            kind="started",
-            actor=actor,
-            where=Q(not_before__isnull=True) | Q(not_before__lte=now),
-            **fields,
-        )
-    except InvalidTransition:
+    with transaction.atomic():
+        # The dispatcher sends inside the transaction that makes the row `queued`, so a fast
+        # worker can receive the message before that commit is visible. Locking the row first
+        # waits for that transaction to end; the compare-and-set below then sees its outcome.
+        if not Execution.objects.select_for_update().filter(pk=execution_id).exists():
+            log.info("execution.claim_refused", execution_id=str(execution_id), why="missing")
+            return None
         try:
             transition(
                 execution_id,
-                frm=Status.RUNNING,
+                frm=Status.QUEUED,
                 to=Status.RUNNING,
-                kind="lease_takeover",
+                kind="started",
                 actor=actor,
-                where=Q(lease_expires_at__lt=now),
+                where=Q(not_before__isnull=True) | Q(not_before__lte=now),
                 **fields,
             )
         except InvalidTransition:
-            log.info("execution.claim_refused", execution_id=str(execution_id))
-            return None
+            try:
+                transition(
+                    execution_id,
+                    frm=Status.RUNNING,
+                    to=Status.RUNNING,
+                    kind="lease_takeover",
+                    actor=actor,
+                    where=Q(lease_expires_at__lt=now),
+                    **fields,
+                )
+            except InvalidTransition:
+                log.info("execution.claim_refused", execution_id=str(execution_id))
+                return None
     execution = Execution.objects.get(pk=execution_id)
     waited_from = max(filter(None, [execution.queued_at, execution.not_before]), default=None)
     if waited_from is not None:
@@ -195,14 +205,71 @@ def _run_claimed(execution: Execution, worker_id: str) -> str:
     return outcome.completed(result)
 
 
+def record_lost_attempt(execution: Execution, *, actor: Actor, now: datetime) -> str:
+    """Count the attempt of a run whose lease expired (its worker died) as failed.
+
+    Used by the reconciler. The same policy as a handler's retryable error: retry with backoff
+    while attempts remain, else dead-letter. Guarded by the lost worker still holding the run and
+    its lease still being expired, so a run whose worker came back or was taken over is left
+    alone (InvalidTransition-free: the status afterwards is returned, `running` if left alone).
+    """
+    outcome = _Outcome(
+        execution, execution.worker_id, actor=actor, where=Q(lease_expires_at__lt=now)
+    )
+    error = WorkerLost(
+        f"worker {execution.worker_id or '?'} stopped renewing the lease of attempt "
+        f"{execution.attempt} (expired at {execution.lease_expires_at:%Y-%m-%d %H:%M:%S}Z)"
+        if execution.lease_expires_at
+        else f"worker {execution.worker_id or '?'} lost attempt {execution.attempt}"
+    )
+    try:
+        spec = registry.get(execution.pipeline)
+    except DomainError as exc:
+        return outcome.failed(exc)
+    return outcome.retry_or_dead_letter(spec, error, reason="worker_lost")
+
+
+def _reconnecting(method):
+    """Retry an outcome write whose database connection was lost (a restart), reconnecting.
+
+    Safe to repeat: every write is a compare-and-set guarded by this worker's attempt, so a
+    write that did commit before the connection broke is refused the second time.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        if connection.in_atomic_block:  # an enclosing write retries as a whole
+            return method(*args, **kwargs)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((OperationalError, InterfaceError)),
+            stop=tenacity.stop_after_attempt(4),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=4),
+            before_sleep=lambda state: connection.close(),
+            reraise=True,
+        )
+        return retrying(method, *args, **kwargs)
+
+    return wrapper
+
+
 class _Outcome:
     """Records how one claimed attempt ended, guarded by this worker still holding the run."""
 
-    def __init__(self, execution: Execution, worker_id: str) -> None:
+    def __init__(
+        self,
+        execution: Execution,
+        worker_id: str,
+        *,
+        actor: Actor | None = None,
+        where: Q | None = None,
+    ) -> None:
         self.execution = execution
         self.guard = Q(worker_id=worker_id, attempt=execution.attempt)
-        self.actor = Actor.system(RUNNER, data={"worker_id": worker_id})
+        if where is not None:
+            self.guard &= where
+        self.actor = actor or Actor.system(RUNNER, data={"worker_id": worker_id})
 
+    @_reconnecting
     def completed(self, result: Any) -> str:
         summary = _result_summary(result)
         return self._finish(
@@ -214,12 +281,15 @@ class _Outcome:
             error_traceback="",
         )
 
+    @_reconnecting
     def failed(self, exc: BaseException) -> str:
         return self._finish(Status.FAILED, "failed", **_error_fields(exc))
 
+    @_reconnecting
     def cancelled(self) -> str:
         return self._finish(Status.CANCELLED, "cancelled")
 
+    @_reconnecting
     def retry_or_dead_letter(self, spec: PipelineSpec, exc: BaseException, *, reason: str) -> str:
         ex = self.execution
         now = timezone.now()
@@ -239,6 +309,7 @@ class _Outcome:
                 kind="retry_scheduled",
                 actor=self.actor,
                 attempt=ex.attempt,
+                where=self.guard,
                 data={
                     "attempt": ex.attempt,
                     "reason": reason,
@@ -252,6 +323,7 @@ class _Outcome:
             return Status.RUNNING
         return Status.QUEUED
 
+    @_reconnecting
     def dead_letter(self, exc: BaseException, reason: str) -> str:
         errors = _error_fields(exc)
         with transaction.atomic():
@@ -319,19 +391,25 @@ class _Monitor(threading.Thread):
                 if now >= self.timeout_at:
                     self._stop("timeout", ExecutionTimeout)
                     return
-                reason = self._check_row()
-                if reason:
-                    self._stop(reason, _STOP_ERRORS[reason])
-                    return
-                if now >= next_renew:
-                    renew_lease(
-                        self.ctx.execution_id,
-                        worker_id=self.worker_id,
-                        attempt=self.ctx.attempt,
-                        lease_expires_at=timezone.now()
-                        + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
-                    )
-                    next_renew = now + heartbeat
+                try:
+                    reason = self._check_row()
+                    if reason:
+                        self._stop(reason, _STOP_ERRORS[reason])
+                        return
+                    if now >= next_renew:
+                        renew_lease(
+                            self.ctx.execution_id,
+                            worker_id=self.worker_id,
+                            attempt=self.ctx.attempt,
+                            lease_expires_at=timezone.now()
+                            + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
+                        )
+                        next_renew = now + heartbeat
+                except (OperationalError, InterfaceError) as exc:
+                    # The database restarted or dropped us: reconnect on the next tick rather
+                    # than stop heartbeating (which would hand a healthy run to the reconciler).
+                    log.warning("execution.monitor_db_error", error=str(exc))
+                    connection.close()
         except Exception:
             log.exception("execution.monitor_failed")
         finally:

@@ -154,7 +154,9 @@ if SPINE_BROKER_URL.startswith(("redis://", "rediss://")):
 elif SPINE_BROKER_URL.startswith(("amqp://", "amqps://")):
     _broker_class, _broker_options = (
         "dramatiq.brokers.rabbitmq.RabbitmqBroker",
-        {"url": SPINE_BROKER_URL},
+        # Publisher confirms: a send that RabbitMQ did not take raises, so the dispatcher leaves
+        # the execution `pending` for the reconciler instead of believing it queued.
+        {"url": SPINE_BROKER_URL, "confirm_delivery": True},
     )
 elif SPINE_BROKER_URL:
     raise ImproperlyConfigured(
@@ -200,6 +202,23 @@ SPINE_LEASE_SECONDS = env.float("SPINE_LEASE_SECONDS", default=30.0)
 SPINE_HEARTBEAT_SECONDS = env.float("SPINE_HEARTBEAT_SECONDS", default=SPINE_LEASE_SECONDS / 3)
 SPINE_CANCEL_POLL_SECONDS = env.float("SPINE_CANCEL_POLL_SECONDS", default=1.0)
 SPINE_LOCAL_WORKERS = env.int("SPINE_LOCAL_WORKERS", default=4)
+
+# --- Workers and reconciliation (executions/reconcile.py, spine_worker, spine_reconcile) ---------
+# Queue names are `<prefix>.<lane>`; a separate prefix isolates deployments (or test runs) that
+# share one broker.
+SPINE_QUEUE_PREFIX = env.str("SPINE_QUEUE_PREFIX", default="spine")
+SPINE_RECONCILE_INTERVAL_SECONDS = env.float("SPINE_RECONCILE_INTERVAL_SECONDS", default=15.0)
+# A `pending` row this old was not submitted by its dispatcher (crash, broker down).
+SPINE_RECONCILE_PENDING_GRACE_SECONDS = env.float(
+    "SPINE_RECONCILE_PENDING_GRACE_SECONDS", default=10.0
+)
+# A `queued` row due this long ago was lost by the broker (flushed, a killed worker's prefetch).
+SPINE_RECONCILE_QUEUED_GRACE_SECONDS = env.float(
+    "SPINE_RECONCILE_QUEUED_GRACE_SECONDS", default=30.0
+)
+# A cancel request on a running execution not honoured this long is finished by the reconciler.
+SPINE_CANCEL_GRACE_SECONDS = env.float("SPINE_CANCEL_GRACE_SECONDS", default=60.0)
+
 SPINE_TRACEBACK_LIMIT = 16_000  # characters kept of an error traceback (bounded, SPEC §4.1)
 
 # --- REST API ------------------------------------------------------------------------------------

@@ -41,6 +41,21 @@ def redis_url():
     return url
 
 
+@pytest.fixture(scope="session")
+def amqp_url():
+    """A reachable RabbitMQ URL (SPINE_TEST_AMQP_URL, default amqp://guest:guest@127.0.0.1:5672/%2F)."""
+    url = os.environ.get("SPINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    import pika
+
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = params.blocked_connection_timeout = 2
+        pika.BlockingConnection(params).close()
+    except Exception as exc:
+        missing_service(f"needs RabbitMQ at {url}: {exc!r}")
+    return url
+
+
 @pytest.fixture
 def temp_pipeline_tx():
     """Register throw-away pipelines for one test."""

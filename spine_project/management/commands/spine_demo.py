@@ -32,7 +32,22 @@ class Command(BaseCommand):
             f"  API     http://{host}:{port}/api/v1/  (docs http://{host}:{port}/api/docs/; "
             "a user and token: manage.py spine_create_user NAME --role operator)\n"
         )
+        _start_reconciler()
         call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
+
+
+def _start_reconciler() -> None:
+    """Reconcile in a background thread: the local backend loses its in-memory work on restart."""
+    import threading
+
+    from executions.reconcile import run_loop
+
+    threading.Thread(
+        target=run_loop,
+        kwargs={"interval": settings.SPINE_RECONCILE_INTERVAL_SECONDS, "stop": threading.Event()},
+        name="spine-reconciler",
+        daemon=True,
+    ).start()
 
 
 def _describe_db() -> str:

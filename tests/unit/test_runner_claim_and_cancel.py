@@ -1,0 +1,101 @@
+"""The runner against concurrent writers: a claim racing the queuing commit, a stubborn handler."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from executions import runner, services
+from executions.models import Execution, ExecutionEvent, Status
+from executions.registry import PipelineSpec, registry
+from executions.transitions import Actor, transition
+
+
+@pytest.mark.postgres
+def test_claim_waits_for_the_transaction_that_queues_the_row(
+    transactional_db, postgres, make_execution, recording_backend
+):
+    execution = make_execution(params={"seconds": 0})
+    Execution.objects.filter(pk=execution.pk).update(status=Status.PENDING)  # undo the submit
+    queuing = threading.Event()
+
+    def dispatcher_sending_inside_its_transaction():
+        try:
+            with transaction.atomic():
+                transition(
+                    execution.id, frm="pending", to="queued", kind="submitted", actor=Actor("t")
+                )
+                queuing.set()
+                time.sleep(1.0)  # the broker already delivered; the commit is still to come
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=dispatcher_sending_inside_its_transaction)
+    thread.start()
+    assert queuing.wait(10)
+    started = time.monotonic()
+    claimed = runner._claim(execution.id, "host:1:worker")
+    waited = time.monotonic() - started
+    thread.join()
+
+    assert claimed is not None
+    assert (claimed.status, claimed.attempt, claimed.worker_id) == ("running", 1, "host:1:worker")
+    assert waited >= 0.5
+    kinds = list(
+        ExecutionEvent.objects.filter(execution=execution)
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == ["created", "submitted", "submitted", "started"]
+
+
+@pytest.fixture
+def stubborn_pipeline():
+    """A handler that never looks at its context: only an interrupt can stop it."""
+    ran = {"iterations": 0, "stopped": False}
+
+    def handler(params, ctx):
+        try:
+            while True:
+                ran["iterations"] += 1
+                time.sleep(0.02)
+        finally:
+            ran["stopped"] = True
+
+    registry.register(PipelineSpec(name="tests.stubborn", handler=handler))
+    yield ran
+    registry.unregister("tests.stubborn")
+
+
+def test_cancel_interrupts_a_handler_that_ignores_it(
+    transactional_db, stubborn_pipeline, make_execution, recording_backend, settings
+):
+    settings.SPINE_CANCEL_POLL_SECONDS = 0.1
+    execution = make_execution("tests.stubborn")  # committed, so submitted: queued
+    assert Execution.objects.get(pk=execution.pk).status == Status.QUEUED
+    result = {}
+
+    def work():
+        try:
+            result["status"] = runner.run_execution(execution.id, worker_id="host:1:w")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while stubborn_pipeline["iterations"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    requested = time.monotonic()
+    services.cancel(execution.id, actor=Actor.system("test"))
+    thread.join(timeout=10)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - requested < 5
+    assert result["status"] == Status.CANCELLED
+    assert stubborn_pipeline["stopped"] is True
+    iterations = stubborn_pipeline["iterations"]
+    time.sleep(0.1)
+    assert stubborn_pipeline["iterations"] == iterations  # it really stopped
+    assert Execution.objects.get(pk=execution.pk).status == Status.CANCELLED
