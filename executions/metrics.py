@@ -211,6 +211,7 @@ def initialise_series(specs) -> None:
         for status in ("completed", "failed", "dead_lettered", "cancelled"):
             EXECUTIONS_COMPLETED.labels(spec.name, status)
 
+
 # --- Reconciler (executions/reconcile.py) -----------------------------------------------------
 RECONCILE_ACTIONS = Counter(
     "spine_reconcile_actions_total",
