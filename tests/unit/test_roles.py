@@ -12,6 +12,7 @@ VIEWER = {
     "executions.view_execution",
     "executions.view_executionevent",
     "executions.view_lane",
+    "executions.view_schedule",
     "dlq.view_deadletter",
 }
 OPERATOR = VIEWER | {
@@ -21,6 +22,9 @@ OPERATOR = VIEWER | {
     "executions.pause_lane",
     "dlq.replay_deadletter",
     "dlq.resolve_deadletter",
+    "executions.add_schedule",
+    "executions.change_schedule",
+    "executions.delete_schedule",
 }
 
 
