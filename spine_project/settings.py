@@ -235,3 +235,15 @@ from spine_project.logging import configure_logging  # noqa: E402
 
 SPINE_LOG_STREAM = env.str("SPINE_LOG_STREAM", default="stdout")
 configure_logging(fmt=SPINE_LOG_FORMAT, level=SPINE_LOG_LEVEL, stream=SPINE_LOG_STREAM)
+
+# --- OTC market data (otc app) -------------------------------------------------------------------
+
+SPINE_OTC_DATA_DIR = env.path("SPINE_OTC_DATA_DIR", default=BASE_DIR / "data")
+SPINE_FINRA_API_URL = env.str("SPINE_FINRA_API_URL", default="https://api.finra.org")
+SPINE_FINRA_PAGE_SIZE = env.int("SPINE_FINRA_PAGE_SIZE", default=5000)
+SPINE_FINRA_TIMEOUT_SECONDS = env.float("SPINE_FINRA_TIMEOUT_SECONDS", default=30.0)
+SPINE_FINRA_RETRY_ATTEMPTS = env.int("SPINE_FINRA_RETRY_ATTEMPTS", default=4)
+SPINE_FINRA_RETRY_WAIT = env.float("SPINE_FINRA_RETRY_WAIT", default=1.0)
+SPINE_FINRA_RATE_LIMIT = env.str("SPINE_FINRA_RATE_LIMIT", default="10/second")
+SPINE_CIRCUIT_FAIL_MAX = env.int("SPINE_CIRCUIT_FAIL_MAX", default=5)
+SPINE_CIRCUIT_RESET_SECONDS = env.float("SPINE_CIRCUIT_RESET_SECONDS", default=60.0)
