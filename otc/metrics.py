@@ -14,8 +14,10 @@ from datetime import date, timedelta
 from django.db import connection
 
 from otc.calendar import trading_days
-from otc.models import MetricsDaily
+from otc.models import MetricsDaily, Trade
 
+# One pass, no self-joins: venue totals, then per-symbol window sums and venue rank, then one
+# row per symbol. (Joins between freshly loaded CTEs got nested-loop plans on PostgreSQL.)
 _UPSERT_METRICS = """
 WITH venue AS (
     SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,
@@ -23,23 +25,25 @@ WITH venue AS (
            SUM(CASE WHEN venue_type = 'ats' THEN shares ELSE 0 END) AS ats_shares
     FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s
     GROUP BY symbol, venue_mpid
-), sym AS (
-    SELECT symbol, SUM(shares) AS total_shares, SUM(trades) AS total_trades,
-           COUNT(*) AS venue_count, SUM(ats_shares) AS ats_shares
-    FROM venue GROUP BY symbol
 ), ranked AS (
     SELECT symbol, venue_mpid, venue_name, shares,
+           SUM(shares) OVER by_symbol AS total_shares,
+           SUM(trades) OVER by_symbol AS total_trades,
+           SUM(ats_shares) OVER by_symbol AS symbol_ats_shares,
+           COUNT(*) OVER by_symbol AS venue_count,
            ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY shares DESC, venue_mpid) AS position
     FROM venue
-), concentration AS (
-    SELECT v.symbol,
-           SUM((v.shares * 100.0 / s.total_shares) * (v.shares * 100.0 / s.total_shares)) AS hhi
-    FROM venue v JOIN sym s ON s.symbol = v.symbol
-    WHERE s.total_shares > 0
-    GROUP BY v.symbol
-), kinds AS (
-    SELECT COUNT(DISTINCT venue_type) AS n
-    FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s
+    WINDOW by_symbol AS (PARTITION BY symbol)
+), sym AS (
+    SELECT symbol, total_shares, total_trades, symbol_ats_shares AS ats_shares, venue_count,
+           MAX(CASE WHEN position = 1 THEN venue_mpid END) AS top_mpid,
+           MAX(CASE WHEN position = 1 THEN venue_name END) AS top_name,
+           MAX(CASE WHEN position = 1 THEN shares END) AS top_shares,
+           SUM(CASE WHEN total_shares > 0
+                    THEN (shares * 100.0 / total_shares) * (shares * 100.0 / total_shares)
+               END) AS hhi
+    FROM ranked
+    GROUP BY symbol, total_shares, total_trades, symbol_ats_shares, venue_count
 )
 INSERT INTO otc_metrics_daily (
     week, tier, symbol, total_shares, total_trades, trading_days, avg_daily_shares,
@@ -50,16 +54,14 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
        CASE WHEN %(days)s > 0 THEN s.total_shares * 1.0 / %(days)s END,
        CASE WHEN %(days)s > 0 THEN s.total_trades * 1.0 / %(days)s END,
        CASE WHEN s.total_trades > 0 THEN s.total_shares * 1.0 / s.total_trades END,
-       s.venue_count, t.venue_mpid, t.venue_name,
-       CASE WHEN s.total_shares > 0 THEN t.shares * 1.0 / s.total_shares END,
-       c.hhi, s.ats_shares,
-       CASE WHEN k.n = 2 AND s.total_shares > 0 THEN s.ats_shares * 1.0 / s.total_shares END,
+       s.venue_count, s.top_mpid, s.top_name,
+       CASE WHEN s.total_shares > 0 THEN s.top_shares * 1.0 / s.total_shares END,
+       s.hhi, s.ats_shares,
+       CASE WHEN %(both_types)s AND s.total_shares > 0
+            THEN s.ats_shares * 1.0 / s.total_shares END,
        CASE WHEN p.total_shares > 0
             THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
 FROM sym s
-JOIN ranked t ON t.symbol = s.symbol AND t.position = 1
-CROSS JOIN kinds k
-LEFT JOIN concentration c ON c.symbol = s.symbol
 LEFT JOIN otc_metrics_daily p
        ON p.week = %(previous)s AND p.tier = %(tier)s AND p.symbol = s.symbol
 WHERE true
@@ -99,6 +101,12 @@ def compute_week(tier: str, week: date) -> int:
         "previous": prep(week - timedelta(weeks=1), connection),
         "next": prep(week + timedelta(weeks=1), connection),
         "days": trading_days(week),
+        # ATS share only where both the ATS and the non-ATS file of the week were loaded.
+        "both_types": Trade.objects.filter(tier=tier, week=week)
+        .values("venue_type")
+        .distinct()
+        .count()
+        == 2,
     }
     with connection.cursor() as cursor:
         cursor.execute(_DELETE_GONE, params)
