@@ -92,7 +92,9 @@ class FinraApiClient:
     def _request(self, http: httpx.Client, body: dict) -> list[dict]:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry_attempts),
-            wait=tenacity.wait_exponential_jitter(initial=self.retry_wait, max=30),
+            wait=tenacity.wait_exponential_jitter(
+                multiplier=self.retry_wait, jitter=self.retry_wait, max=30
+            ),
             retry=tenacity.retry_if_exception_type(_TRANSIENT),
             before_sleep=lambda state: log.warning(
                 "finra_api.retry",
