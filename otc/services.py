@@ -3,18 +3,21 @@
 The pipelines in `otc.pipelines` call these; so do the demo command and the tests.
 """
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import structlog
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from executions import dispatcher
 from executions.errors import KeyBusy
-from executions.models import Execution, LaneName, TriggerSource
+from executions.models import TERMINAL_STATUSES, Execution, LaneName, TriggerSource
 from otc import loader, metrics
 from otc.calendar import weeks_between
 from otc.connectors import Source, open_source
@@ -24,6 +27,11 @@ from otc.parser import SourceLine
 log = structlog.get_logger(__name__)
 
 _CHECK_EVERY = 10_000  # lines between cancellation checks
+
+# data/otc_sample.csv: FINRA's OTC-tier ATS file published 2025-12-15 (lastUpdateDate). OTC weeks
+# are published about four weeks after the week, so it covers the week of Monday 2025-11-17.
+SAMPLE_FILE = "otc_sample.csv"
+SAMPLE_PARAMS = {"tier": "OTCE", "week": "2025-11-17", "venue_type": "ats", "path": SAMPLE_FILE}
 
 
 def ingest_week(
@@ -126,6 +134,24 @@ def backfill(
         "already_active": len(existing),
         "execution_ids": created + existing,
     }
+
+
+def load_sample_week(*, wait_seconds: float = 120.0) -> Execution | None:
+    """Dispatch `otc.ingest_week` for the sample file and wait for it to finish (the demo).
+
+    Idempotent: a re-run re-ingests the same rows and leaves the tables as they were. Returns
+    None when the sample is not in the data directory; the execution as it stands otherwise.
+    """
+    if not (Path(settings.SPINE_OTC_DATA_DIR) / SAMPLE_FILE).is_file():
+        return None
+    execution = dispatcher.dispatch(
+        "otc.ingest_week", SAMPLE_PARAMS, trigger_source=TriggerSource.SYSTEM
+    ).execution
+    deadline = time.monotonic() + wait_seconds
+    while execution.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+        time.sleep(0.2)
+        execution.refresh_from_db()
+    return execution
 
 
 def _with_checks(lines: Iterable[SourceLine], check: Callable[[], None]) -> Iterator[SourceLine]:
