@@ -16,8 +16,9 @@ from django.db import connection
 from otc.calendar import trading_days
 from otc.models import MetricsDaily, Trade
 
-# One pass, no self-joins: venue totals, then per-symbol window sums and venue rank, then one
-# row per symbol. (Joins between freshly loaded CTEs got nested-loop plans on PostgreSQL.)
+# One pass, no joins: venue totals, then per-symbol window sums and venue rank, then one row per
+# symbol; the previous week is a per-symbol lookup on the unique index. (Joins over freshly
+# loaded rows, which have no statistics yet, got quadratic nested-loop plans on PostgreSQL.)
 _UPSERT_METRICS = """
 WITH venue AS (
     SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,
@@ -59,11 +60,11 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
        s.hhi, s.ats_shares,
        CASE WHEN %(both_types)s AND s.total_shares > 0
             THEN s.ats_shares * 1.0 / s.total_shares END,
-       CASE WHEN p.total_shares > 0
-            THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
+       (SELECT CASE WHEN p.total_shares > 0
+                    THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
+        FROM otc_metrics_daily p
+        WHERE p.week = %(previous)s AND p.tier = %(tier)s AND p.symbol = s.symbol)
 FROM sym s
-LEFT JOIN otc_metrics_daily p
-       ON p.week = %(previous)s AND p.tier = %(tier)s AND p.symbol = s.symbol
 WHERE true
 ON CONFLICT (week, tier, symbol) DO UPDATE SET
     total_shares = excluded.total_shares, total_trades = excluded.total_trades,

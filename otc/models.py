@@ -85,7 +85,6 @@ class Trade(models.Model):
         indexes = [
             models.Index(fields=["symbol", "week"], name="otc_trade_symbol_week"),
             models.Index(fields=["venue_mpid", "week"], name="otc_trade_venue_week"),
-            models.Index(fields=["tier", "week", "venue_type"], name="otc_trade_tier_week"),
         ]
 
     def __str__(self) -> str:
@@ -125,7 +124,6 @@ class MetricsDaily(models.Model):
         ]
         indexes = [
             models.Index(fields=["symbol", "week"], name="otc_metrics_symbol_week"),
-            models.Index(fields=["tier", "week"], name="otc_metrics_tier_week"),
         ]
         verbose_name = "daily metrics"
         verbose_name_plural = "daily metrics"
@@ -172,7 +170,6 @@ class RejectedRow(models.Model):
                 name="otc_reject_line_once",
             ),
         ]
-        indexes = [models.Index(fields=["week", "tier"], name="otc_reject_week_tier")]
 
     def __str__(self) -> str:
         return f"{self.source_name}:{self.line_number} {self.reason}"
