@@ -1,7 +1,8 @@
 """Read-only admin pages for the OTC tables: only the ingest pipelines write them."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from otc.connectors.circuit import circuit_state, known_sources
 from otc.models import MetricsDaily, RawTrade, RejectedRow, Trade
 
 
@@ -19,6 +20,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        # The remote sources' circuit breakers, as every worker sees them (state in Redis).
+        for source in known_sources():
+            state = circuit_state(source)
+            level = messages.INFO if state == "closed" else messages.WARNING
+            self.message_user(request, f"Source {source}: circuit {state}.", level=level)
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(Trade)

@@ -53,6 +53,11 @@ def circuit_state(source: str) -> str:
     return _storage(source).state
 
 
+def known_sources() -> list[str]:
+    """Remote sources with a circuit breaker in this process (always `finra_api`)."""
+    return sorted(_sources)
+
+
 def _storage(source: str) -> pybreaker.CircuitBreakerStorage:
     """One storage per source and Redis URL, shared by every breaker of the source here."""
     key = (source, settings.REDIS_URL)
@@ -80,7 +85,7 @@ class CircuitStateCollector(Collector):
 
     def collect(self):
         family = GaugeMetricFamily("spine_circuit_state", self.__doc__, labels=["source"])
-        for source in sorted(_sources):
+        for source in known_sources():
             family.add_metric([source], STATE_VALUES.get(circuit_state(source), 0))
         yield family
 

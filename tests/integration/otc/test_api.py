@@ -158,7 +158,9 @@ def test_weekly_volume_by_venue_for_a_chart(loaded):
 
 @pytest.mark.parametrize("model", ["trade", "metricsdaily", "rejectedrow", "rawtrade"])
 def test_the_admin_pages_are_read_only(admin_client, loaded, model):
-    assert admin_client.get(f"/admin/otc/{model}/").status_code == 200
+    listing = admin_client.get(f"/admin/otc/{model}/")
+    assert listing.status_code == 200
+    assert b"Source finra_api: circuit closed." in listing.content
     assert admin_client.get(f"/admin/otc/{model}/add/").status_code == 403
     if model == "trade":
         listing = admin_client.get("/admin/otc/trade/", {"q": "AABB"})
