@@ -24,6 +24,17 @@ class _LinkHeader:
         return response
 
 
+class _ReadOnlyList(generics.ListAPIView):
+    """A list as JSON or CSV; CSV columns keep the serializer's field order."""
+
+    renderer_classes = RENDERERS
+
+    def get_renderer_context(self):
+        context = super().get_renderer_context()
+        context["header"] = list(self.get_serializer_class()().fields)
+        return context
+
+
 class NewestFirst(_LinkHeader, CursorPagination):
     """Cursor pages, newest rows first; `page_size` up to 1000."""
 
@@ -38,12 +49,11 @@ class Pages(_LinkHeader, LimitOffsetPagination):
     max_limit = 1000
 
 
-class WeekList(generics.ListAPIView):
+class WeekList(_ReadOnlyList):
     """Tier-weeks loaded, with row, symbol and volume counts."""
 
     serializer_class = serializers.WeekSerializer
     filterset_class = filters.WeeksFilter
-    renderer_classes = RENDERERS
     pagination_class = None
     queryset = Trade.objects.all()
 
@@ -63,27 +73,25 @@ class WeekList(generics.ListAPIView):
         return Response(self.get_serializer(weeks, many=True).data)
 
 
-class TradeList(generics.ListAPIView):
+class TradeList(_ReadOnlyList):
     """Normalized venue-week rows (one per week, tier, symbol, venue and venue type)."""
 
     queryset = Trade.objects.all()
     serializer_class = serializers.TradeSerializer
     filterset_class = filters.TradeFilter
     pagination_class = NewestFirst
-    renderer_classes = RENDERERS
 
 
-class MetricsList(generics.ListAPIView):
+class MetricsList(_ReadOnlyList):
     """Per symbol, tier and week: totals, per-trading-day averages and venue concentration."""
 
     queryset = MetricsDaily.objects.all()
     serializer_class = serializers.MetricsSerializer
     filterset_class = filters.MetricsFilter
     pagination_class = NewestFirst
-    renderer_classes = RENDERERS
 
 
-class VenueShareList(generics.ListAPIView):
+class VenueShareList(_ReadOnlyList):
     """Each venue's volume per tier-week and its share of the tier-week's volume.
 
     With `symbol`, shares are of that symbol's volume; the `venue` filter narrows the rows but not
@@ -94,7 +102,6 @@ class VenueShareList(generics.ListAPIView):
     serializer_class = serializers.VenueShareSerializer
     filterset_class = filters.TradeFilter
     pagination_class = Pages
-    renderer_classes = RENDERERS
 
     def list(self, request, *args, **kwargs):
         venues = (
@@ -132,11 +139,10 @@ class VenueShareList(generics.ListAPIView):
         }
 
 
-class RejectedRowList(generics.ListAPIView):
+class RejectedRowList(_ReadOnlyList):
     """Source lines of the latest ingest of each tier-week that could not be loaded, and why."""
 
     queryset = RejectedRow.objects.all()
     serializer_class = serializers.RejectedRowSerializer
     filterset_class = filters.RejectedRowFilter
     pagination_class = NewestFirst
-    renderer_classes = RENDERERS

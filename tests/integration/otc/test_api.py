@@ -82,7 +82,12 @@ def test_trades_as_csv(api, loaded):
     response = api.get("/api/v1/otc/trades/", {"symbol": "AABB", "format": "csv"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    text = response.content.decode()
+    assert text.splitlines()[0] == (
+        "id,week,tier,symbol,issue_name,venue_mpid,venue_name,venue_type,shares,trades,"
+        "publication_date"
+    )
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert sorted((r["symbol"], r["venue_mpid"], r["shares"]) for r in rows) == [
         ("AABB", "OTCN", "6753871"),
         ("AABB", "OTCX", "40313"),
