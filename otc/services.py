@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from executions import dispatcher
+from executions.dispatcher import DispatchResult
 from executions.errors import KeyBusy
 from executions.models import TERMINAL_STATUSES, Execution, LaneName, TriggerSource
 from otc import loader, metrics
@@ -116,17 +117,7 @@ def backfill(
             params["path"] = path_template.format(week=week.isoformat())
         else:
             params["source"] = source
-        try:
-            result = dispatcher.dispatch(
-                "otc.ingest_week",
-                params,
-                lane=LaneName.BACKFILL,
-                trigger_source=TriggerSource.SYSTEM,
-                parent=parent,
-            )
-        except KeyBusy as exc:  # a concurrent submission won the key: it is the active one
-            existing.append(exc.details.get("execution_id"))
-            continue
+        result = _dispatch_week(params, parent)
         (created if result.created else existing).append(str(result.execution.id))
     return {
         "weeks": len(created) + len(existing),
@@ -152,6 +143,24 @@ def load_sample_week(*, wait_seconds: float = 120.0) -> Execution | None:
         time.sleep(0.2)
         execution.refresh_from_db()
     return execution
+
+
+def _dispatch_week(params: dict[str, Any], parent: Execution | None) -> DispatchResult:
+    """Dispatch one week's ingest; the logical key returns the week's active ingest instead."""
+    try:
+        return _dispatch_ingest(params, parent)
+    except KeyBusy:  # the active ingest finished between the insert and the lookup: try again
+        return _dispatch_ingest(params, parent)
+
+
+def _dispatch_ingest(params: dict[str, Any], parent: Execution | None) -> DispatchResult:
+    return dispatcher.dispatch(
+        "otc.ingest_week",
+        params,
+        lane=LaneName.BACKFILL,
+        trigger_source=TriggerSource.SYSTEM,
+        parent=parent,
+    )
 
 
 def _with_checks(lines: Iterable[SourceLine], check: Callable[[], None]) -> Iterator[SourceLine]:

@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Protocol
 
+from otc.connectors.file import FileSource
+from otc.connectors.finra_api import FinraApiSource
 from otc.parser import SourceLine
 
 
 class Source(Protocol):
+    """A week's lines: `kind` is stored as the raw rows' `source`."""
+
     kind: str
 
     def lines(self) -> Iterator[SourceLine]: ...
@@ -20,9 +24,5 @@ class Source(Protocol):
 def open_source(*, tier: str, week: date, venue_type: str, source: str, path: str | None) -> Source:
     """The source an ingest's params name."""
     if source == "finra_api":
-        from otc.connectors.finra_api import FinraApiSource
-
         return FinraApiSource(tier=tier, week=week, venue_type=venue_type)
-    from otc.connectors.file import FileSource
-
     return FileSource(path or "")
