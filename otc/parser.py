@@ -177,6 +177,8 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date):
         if number < 0:
             return None, (RejectReason.NEGATIVE_VOLUME, f"{label} is {number}")
         volumes.append(number)
+    if not published:  # unknown publication date: loaded without one
+        return (symbol, issue_name, venue_name, mpid, volumes[0], volumes[1], None), None
     try:
         publication = date.fromisoformat(published)
     except ValueError:

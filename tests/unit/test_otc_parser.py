@@ -62,6 +62,11 @@ def test_a_bad_line_is_rejected_with_its_reason(line, reason):
     assert row["reject_detail"]
 
 
+def test_a_missing_publication_date_loads_without_one():
+    (row,) = parse(b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|3|\n")
+    assert (row["reject_reason"], row["shares"], row["publication_date"]) == (None, 40313, None)
+
+
 def test_bad_bytes_are_kept_escaped_in_the_raw_line():
     (row,) = parse(b"OTC|AABB|Asia \xff|OTCX ATS|OTCX|1|1|2025-12-15\n")
     assert row["raw_line"] == "OTC|AABB|Asia \\xff|OTCX ATS|OTCX|1|1|2025-12-15"
