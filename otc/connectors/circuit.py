@@ -49,8 +49,14 @@ def breaker_for(
 
 
 def circuit_state(source: str) -> str:
-    """`closed`, `open` or `half-open`, as every process sharing the storage sees it."""
-    return _storage(source).state
+    """`closed`, `open` or `half-open`, as every process sharing the storage sees it.
+
+    `unknown` when the shared storage cannot be reached (Redis down).
+    """
+    try:
+        return _storage(source).state
+    except redis.RedisError:
+        return "unknown"
 
 
 def known_sources() -> list[str]:
@@ -86,7 +92,9 @@ class CircuitStateCollector(Collector):
     def collect(self):
         family = GaugeMetricFamily("spine_circuit_state", self.__doc__, labels=["source"])
         for source in known_sources():
-            family.add_metric([source], STATE_VALUES.get(circuit_state(source), 0))
+            state = circuit_state(source)
+            if state in STATE_VALUES:  # an unreachable storage exports no sample
+                family.add_metric([source], STATE_VALUES[state])
         yield family
 
 

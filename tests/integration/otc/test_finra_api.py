@@ -236,3 +236,9 @@ def _other_process(source, url, _redis):
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def test_an_unreachable_redis_shows_the_circuit_as_unknown(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    assert circuit.circuit_state("finra_api") == "unknown"
+    assert 'spine_circuit_state{source="finra_api"}' not in generate_latest(REGISTRY).decode()
