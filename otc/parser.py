@@ -110,27 +110,16 @@ def stage_rows(lines: Iterable[SourceLine], *, tier: str, week: date) -> Iterato
         line_hash = hashlib.blake2b(line.raw, digest_size=16).hexdigest()
         raw_line = line.raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
         parsed, reject = _parse(line, expected_tier, week_end)
-        if reject is not None:
-            yield (
-                seq,
-                line.source_name,
-                line.line_number,
-                line_hash,
-                raw_line,
-                *([None] * 7),
-                *reject,
-            )
-        else:
-            yield (
-                seq,
-                line.source_name,
-                line.line_number,
-                line_hash,
-                raw_line,
-                *parsed,
-                None,
-                None,
-            )
+        values = parsed if reject is None else (None,) * 7
+        yield (
+            seq,
+            line.source_name,
+            line.line_number,
+            line_hash,
+            raw_line,
+            *values,
+            *(reject or (None, None)),
+        )
 
 
 def _parse(line: SourceLine, expected_tier: str, week_end: date):

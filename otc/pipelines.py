@@ -1,9 +1,9 @@
 """OTC pipelines (SPEC §5), registered with the ledger and discovered at start-up."""
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from executions.models import LaneName
 from executions.registry import KeyPolicy, RetryPolicy, pipeline
@@ -23,6 +23,9 @@ def _monday(value: date) -> date:
     return value
 
 
+Monday = Annotated[date, AfterValidator(_monday)]
+
+
 def _inside_data_dir(value: str | None) -> str | None:
     if value is not None:
         resolve_data_path(value)
@@ -35,7 +38,7 @@ class IngestWeekParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: TierId = Field(description="FINRA tier identifier: T1, T2 or OTCE.")
-    week: date = Field(description="The trading week, named by its Monday (ISO date).")
+    week: Monday = Field(description="The trading week, named by its Monday (ISO date).")
     venue_type: VenueTypeName = Field(default="ats", description="ats or non_ats.")
     source: Literal["file", "finra_api"] = Field(
         default="file", description="file (needs `path`) or finra_api."
@@ -43,11 +46,6 @@ class IngestWeekParams(BaseModel):
     path: str | None = Field(
         default=None, description="File or directory, relative to SPINE_OTC_DATA_DIR."
     )
-
-    @field_validator("week")
-    @classmethod
-    def _week_is_monday(cls, value: date) -> date:
-        return _monday(value)
 
     @field_validator("path")
     @classmethod
@@ -97,18 +95,13 @@ class BackfillParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: TierId
-    first_week: date = Field(description="Monday of the first week.")
-    last_week: date = Field(description="Monday of the last week (included).")
+    first_week: Monday = Field(description="Monday of the first week.")
+    last_week: Monday = Field(description="Monday of the last week (included).")
     venue_type: VenueTypeName = "ats"
     source: Literal["finra_api", "file"] = "finra_api"
     path_template: str | None = Field(
         default=None, description="For source file: a path with `{week}`, e.g. `finra/{week}.csv`."
     )
-
-    @field_validator("first_week", "last_week")
-    @classmethod
-    def _weeks_are_mondays(cls, value: date) -> date:
-        return _monday(value)
 
     @model_validator(mode="after")
     def _range(self):
@@ -152,12 +145,7 @@ class RecomputeParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: TierId
-    week: date = Field(description="Monday of the week.")
-
-    @field_validator("week")
-    @classmethod
-    def _week_is_monday(cls, value: date) -> date:
-        return _monday(value)
+    week: Monday = Field(description="Monday of the week.")
 
 
 @pipeline(
