@@ -53,8 +53,6 @@ ORPHANS_RECOVERED = Counter(
 )
 
 _scrape_collectors: list = []
-_circuits: dict = {}
-CIRCUIT_STATES = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 
 
 def register_scrape_collector(collector) -> None:
@@ -66,11 +64,6 @@ def register_scrape_collector(collector) -> None:
 def scrape_collectors() -> list:
     """The collectors `/metrics` adds to the process-wide (or multiprocess) registry."""
     return list(_scrape_collectors)
-
-
-def register_circuit(name: str, state) -> None:
-    """Export a circuit breaker's state: `state()` returns `closed`, `half-open` or `open`."""
-    _circuits[name] = state
 
 
 def _families():
@@ -114,11 +107,6 @@ def _families():
             "spine_schedule_next_run_timestamp_seconds",
             "When an enabled schedule fires next (Unix time): far in the past means no scheduler.",
             labels=["schedule"],
-        ),
-        "circuit": GaugeMetricFamily(
-            "spine_circuit_state",
-            "Circuit breaker state per breaker: 0 closed, 1 half-open, 2 open.",
-            labels=["breaker"],
         ),
     }
 
@@ -172,13 +160,6 @@ class LedgerCollector:
         except Exception as exc:  # a scrape must answer even when the database does not
             structlog.get_logger(__name__).warning("metrics.ledger_scrape_failed", error=str(exc))
             return
-        for name, state in sorted(_circuits.items()):
-            try:
-                families["circuit"].add_metric([name], CIRCUIT_STATES.get(str(state()), 2))
-            except Exception as exc:
-                structlog.get_logger(__name__).warning(
-                    "metrics.circuit_scrape_failed", breaker=name, error=str(exc)
-                )
         yield from families.values()
 
 

@@ -1,1 +1,175 @@
-"""OTC market data models (FINRA OTC Transparency); see the OTC issue."""
+"""OTC market data (FINRA OTC Transparency): raw lines, normalized venue-weeks, metrics, rejects.
+
+The tables keep the seed design's names. Only the ingest writes them (`otc.services`, with
+set-based SQL in `otc.loader` and `otc.metrics`); the admin and the API only read them.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Tier(models.TextChoices):
+    """FINRA's tier identifiers (the Query API's `tierIdentifier`) and the file's description."""
+
+    T1 = "T1", "NMS Tier 1"
+    T2 = "T2", "NMS Tier 2"
+    OTCE = "OTCE", "OTC"
+
+
+class VenueType(models.TextChoices):
+    """FINRA publishes ATS and non-ATS (OTC firm) volume in separate files."""
+
+    ATS = "ats", "ATS"
+    NON_ATS = "non_ats", "Non-ATS"
+
+
+class RawTrade(models.Model):
+    """One source line as received, with its provenance. Append-only.
+
+    A line already landed for the same tier, week, venue type, source and line number with the
+    same content hash is not landed twice, so re-ingesting an unchanged file appends nothing.
+    `execution_id` is a plain UUID, not a foreign key: raw data outlives ledger retention.
+    """
+
+    tier = models.CharField(max_length=4, choices=Tier.choices)
+    week = models.DateField(help_text="Monday of the trading week")
+    venue_type = models.CharField(max_length=8, choices=VenueType.choices)
+    source = models.CharField(max_length=20, help_text="file or finra_api")
+    source_name = models.CharField(max_length=300, help_text="file name, or the API dataset")
+    line_number = models.PositiveIntegerField()
+    line_hash = models.CharField(max_length=32, help_text="BLAKE2b-128 of the line's bytes")
+    raw_line = models.TextField(help_text="as received (undecodable bytes backslash-escaped)")
+    execution_id = models.UUIDField(null=True, blank=True)
+    captured_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "otc_trades_raw"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tier", "week", "venue_type", "source_name", "line_number", "line_hash"],
+                name="otc_raw_line_once",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["captured_at"], name="otc_raw_captured"),
+            models.Index(fields=["execution_id"], name="otc_raw_execution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tier} {self.week} {self.source_name}:{self.line_number}"
+
+
+class Trade(models.Model):
+    """Normalized weekly volume of one symbol at one venue: unique per week, tier, symbol, venue."""
+
+    week = models.DateField(help_text="Monday of the trading week")
+    tier = models.CharField(max_length=4, choices=Tier.choices)
+    symbol = models.CharField(max_length=20)
+    issue_name = models.CharField(max_length=300, blank=True, default="")
+    venue_mpid = models.CharField(max_length=10)
+    venue_name = models.CharField(max_length=300, blank=True, default="")
+    venue_type = models.CharField(max_length=8, choices=VenueType.choices)
+    shares = models.BigIntegerField()
+    trades = models.BigIntegerField()
+    publication_date = models.DateField(null=True, blank=True, help_text="lastUpdateDate")
+
+    class Meta:
+        db_table = "otc_trades"
+        ordering = ["-week", "tier", "symbol", "venue_mpid"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["week", "tier", "symbol", "venue_mpid", "venue_type"],
+                name="otc_trade_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["symbol", "week"], name="otc_trade_symbol_week"),
+            models.Index(fields=["venue_mpid", "week"], name="otc_trade_venue_week"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.week} {self.tier} {self.symbol} @ {self.venue_mpid}"
+
+
+class MetricsDaily(models.Model):
+    """Per symbol, tier and week: totals and averages per NYSE trading day, venue concentration.
+
+    `ats_share` is set only when both the ATS and the non-ATS file of the week were loaded;
+    `wow_change` is the change of total shares against the previous week (a fraction).
+    """
+
+    week = models.DateField(help_text="Monday of the trading week")
+    tier = models.CharField(max_length=4, choices=Tier.choices)
+    symbol = models.CharField(max_length=20)
+    total_shares = models.BigIntegerField()
+    total_trades = models.BigIntegerField()
+    trading_days = models.PositiveSmallIntegerField()
+    avg_daily_shares = models.FloatField(null=True, blank=True)
+    avg_daily_trades = models.FloatField(null=True, blank=True)
+    avg_trade_size = models.FloatField(null=True, blank=True)
+    venue_count = models.PositiveIntegerField()
+    top_venue_mpid = models.CharField(max_length=10)
+    top_venue_name = models.CharField(max_length=300, blank=True, default="")
+    top_venue_share = models.FloatField(null=True, blank=True)
+    hhi = models.FloatField(null=True, blank=True, help_text="0-10,000 over venue share")
+    ats_shares = models.BigIntegerField()
+    ats_share = models.FloatField(null=True, blank=True)
+    wow_change = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        db_table = "otc_metrics_daily"
+        ordering = ["-week", "tier", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["week", "tier", "symbol"], name="otc_metrics_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["symbol", "week"], name="otc_metrics_symbol_week"),
+        ]
+        verbose_name = "daily metrics"
+        verbose_name_plural = "daily metrics"
+
+    def __str__(self) -> str:
+        return f"{self.week} {self.tier} {self.symbol}"
+
+
+class RejectReason(models.TextChoices):
+    FIELD_COUNT = "field_count"
+    BAD_ENCODING = "bad_encoding"
+    EMPTY_SYMBOL = "empty_symbol"
+    EMPTY_VENUE = "empty_venue"
+    NON_NUMERIC_VOLUME = "non_numeric_volume"
+    NEGATIVE_VOLUME = "negative_volume"
+    BAD_DATE = "bad_date"
+    TIER_MISMATCH = "tier_mismatch"
+    PUBLISHED_TOO_EARLY = "published_too_early"
+    VALUE_TOO_LONG = "value_too_long"
+    WRONG_SUMMARY_TYPE = "wrong_summary_type"
+    DUPLICATE = "duplicate"
+
+
+class RejectedRow(models.Model):
+    """A source line of the latest ingest of a tier-week that could not be loaded, and why."""
+
+    tier = models.CharField(max_length=4, choices=Tier.choices)
+    week = models.DateField()
+    venue_type = models.CharField(max_length=8, choices=VenueType.choices)
+    source = models.CharField(max_length=20)
+    source_name = models.CharField(max_length=300)
+    line_number = models.PositiveIntegerField()
+    reason = models.CharField(max_length=30, choices=RejectReason.choices)
+    detail = models.TextField(blank=True, default="")
+    raw_line = models.TextField()
+    execution_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        db_table = "otc_rejected_rows"
+        ordering = ["-week", "tier", "venue_type", "source_name", "line_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tier", "week", "venue_type", "source_name", "line_number"],
+                name="otc_reject_line_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_name}:{self.line_number} {self.reason}"

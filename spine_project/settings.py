@@ -362,3 +362,15 @@ for _part in filter(
     SPINE_RETENTION_DAYS[_kind.strip()] = int(_days)
 SPINE_CLEANUP_BATCH_SIZE = env.int("SPINE_CLEANUP_BATCH_SIZE", default=1000)
 SPINE_SCHEDULER_INTERVAL_SECONDS = env.float("SPINE_SCHEDULER_INTERVAL_SECONDS", default=5.0)
+
+# --- OTC market data (otc app) -------------------------------------------------------------------
+
+SPINE_OTC_DATA_DIR = env.path("SPINE_OTC_DATA_DIR", default=BASE_DIR / "data")
+SPINE_FINRA_API_URL = env.str("SPINE_FINRA_API_URL", default="https://api.finra.org")
+SPINE_FINRA_PAGE_SIZE = env.int("SPINE_FINRA_PAGE_SIZE", default=5000)
+SPINE_FINRA_TIMEOUT_SECONDS = env.float("SPINE_FINRA_TIMEOUT_SECONDS", default=30.0)
+SPINE_FINRA_RETRY_ATTEMPTS = env.int("SPINE_FINRA_RETRY_ATTEMPTS", default=4)
+SPINE_FINRA_RETRY_WAIT = env.float("SPINE_FINRA_RETRY_WAIT", default=1.0)
+SPINE_FINRA_RATE_LIMIT = env.str("SPINE_FINRA_RATE_LIMIT", default="10/second")
+SPINE_CIRCUIT_FAIL_MAX = env.int("SPINE_CIRCUIT_FAIL_MAX", default=5)
+SPINE_CIRCUIT_RESET_SECONDS = env.float("SPINE_CIRCUIT_RESET_SECONDS", default=60.0)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics_views.metrics, name="metrics"),  # issue 6
     path("api/v1/", include("executions.api.schedules")),  # issue 6: /api/v1/schedules/
+    path("api/v1/otc/", include("otc.api.urls")),
 ]
 
 admin.site.site_header = "Market Spine operations"

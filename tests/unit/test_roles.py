@@ -14,6 +14,10 @@ VIEWER = {
     "executions.view_lane",
     "executions.view_schedule",
     "dlq.view_deadletter",
+    "otc.view_rawtrade",
+    "otc.view_trade",
+    "otc.view_metricsdaily",
+    "otc.view_rejectedrow",
 }
 OPERATOR = VIEWER | {
     "executions.submit_execution",

@@ -23,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_serve, **opts):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write(self.style.SUCCESS("Database ready: " + _describe_db()))
+        self._load_otc_sample()
         if no_serve:
             return
         self.stdout.write(
@@ -34,6 +35,29 @@ class Command(BaseCommand):
         )
         _start_reconciler()
         call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
+
+    def _load_otc_sample(self) -> None:
+        """Load data/otc_sample.csv through `otc.ingest_week` (idempotent on every run)."""
+        from otc.services import load_sample_week
+
+        execution = load_sample_week()
+        if execution is None:
+            self.stdout.write("OTC sample: not found in SPINE_OTC_DATA_DIR, skipped")
+        elif execution.status == "completed":
+            r = execution.result
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"OTC sample week {r['week']} ({r['tier']}): {r['rows_loaded']} rows, "
+                    f"{r['metric_rows']} symbols (execution {execution.id})"
+                )
+            )
+        else:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"OTC sample: execution {execution.id} is {execution.status} "
+                    f"{execution.error_message}".rstrip()
+                )
+            )
 
 
 def _start_reconciler() -> None:

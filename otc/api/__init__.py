@@ -1,0 +1,1 @@
+"""Read-only REST API of the OTC tables (mounted at /api/v1/otc/)."""

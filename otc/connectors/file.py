@@ -1,0 +1,56 @@
+"""The file connector: one FINRA weekly file, or a directory whose files are parts of one week."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.conf import settings
+
+from otc.errors import BadSourceFile
+from otc.parser import SourceLine, read_file
+
+SUFFIXES = (".csv", ".txt", ".psv")
+
+
+def resolve_data_path(path: str) -> Path:
+    """`path` resolved against `SPINE_OTC_DATA_DIR`; ValueError if it points outside it.
+
+    Params come from API clients too, so a path may only name files under the data directory.
+    """
+    root = Path(settings.SPINE_OTC_DATA_DIR).resolve()
+    resolved = (root / path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ValueError(f"path must be inside the OTC data directory ({root.name}/)")
+    return resolved
+
+
+class FileSource:
+    """Lines of a local file, or of every `.csv`/`.txt`/`.psv` file of a directory in name order."""
+
+    kind = "file"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def files(self) -> list[Path]:
+        try:
+            resolved = resolve_data_path(self.path)
+        except ValueError as exc:
+            raise BadSourceFile(str(exc)) from None
+        if resolved.is_file():
+            return [resolved]
+        if resolved.is_dir():
+            parts = sorted(
+                p for p in resolved.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+            )
+            if not parts:
+                raise BadSourceFile(f"{self.path}: the directory has no {'/'.join(SUFFIXES)} file.")
+            return parts
+        raise BadSourceFile(f"{self.path}: no such file or directory.")
+
+    def lines(self) -> Iterator[SourceLine]:
+        for part in self.files():
+            try:
+                with part.open("rb") as stream:
+                    yield from read_file(stream, part.name)
+            except OSError as exc:
+                raise BadSourceFile(f"{part.name}: cannot be read: {exc.strerror}") from exc

@@ -1,0 +1,213 @@
+"""Land a week's source lines and normalize them with set-based SQL (SPEC §5).
+
+Every line goes into a temporary staging table first: PostgreSQL with psycopg 3 `COPY`, SQLite
+with batched inserts (slower, same result). From there three statements do the work, each an
+idempotent upsert: raw lines (appended only when new), normalized venue-week rows (changed only
+when a value differs; rows the source no longer has are removed) and rejected rows. Run inside
+the caller's transaction: a failure leaves every table as it was.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import islice
+from uuid import UUID
+
+from django.db import connection
+
+from otc.models import RawTrade, RejectReason
+from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
+
+_SQLITE_BATCH = 5_000
+
+_STAGE_DDL = """
+CREATE TEMP TABLE otc_stage (
+    seq bigint, source_name text, line_number integer, line_hash text, raw_line text,
+    symbol text, issue_name text, venue_name text, mpid text, shares bigint, trades bigint,
+    publication_date date, reject_reason text, reject_detail text
+){on_commit}
+"""
+
+_MARK_DUPLICATES = """
+UPDATE otc_stage
+SET reject_reason = %(reason)s,
+    reject_detail = 'symbol and MPID appear more than once; the first line was loaded'
+WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq, ROW_NUMBER() OVER (PARTITION BY symbol, mpid ORDER BY seq) AS n
+        FROM otc_stage WHERE reject_reason IS NULL
+    ) ranked
+    WHERE n > 1
+)
+"""
+
+_LAND_RAW = """
+INSERT INTO otc_trades_raw (tier, week, venue_type, source, source_name, line_number, line_hash,
+                            raw_line, execution_id, captured_at)
+SELECT %(tier)s, %(week)s, %(venue_type)s, %(source)s, source_name, line_number, line_hash,
+       raw_line, %(execution_id)s, %(now)s
+FROM otc_stage WHERE true
+ON CONFLICT (tier, week, venue_type, source_name, line_number, line_hash) DO NOTHING
+"""
+
+_UPSERT_TRADES = """
+INSERT INTO otc_trades (week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type,
+                        shares, trades, publication_date)
+SELECT %(week)s, %(tier)s, symbol, issue_name, mpid, venue_name, %(venue_type)s,
+       shares, trades, publication_date
+FROM otc_stage WHERE reject_reason IS NULL
+ON CONFLICT (week, tier, symbol, venue_mpid, venue_type) DO UPDATE SET
+    issue_name = excluded.issue_name, venue_name = excluded.venue_name,
+    shares = excluded.shares, trades = excluded.trades,
+    publication_date = excluded.publication_date
+WHERE otc_trades.issue_name {distinct} excluded.issue_name
+   OR otc_trades.venue_name {distinct} excluded.venue_name
+   OR otc_trades.shares {distinct} excluded.shares
+   OR otc_trades.trades {distinct} excluded.trades
+   OR otc_trades.publication_date {distinct} excluded.publication_date
+"""
+
+_DELETE_STALE_TRADES = """
+DELETE FROM otc_trades
+WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
+  AND NOT EXISTS (
+    SELECT 1 FROM otc_stage s
+    WHERE s.reject_reason IS NULL AND s.symbol = otc_trades.symbol
+      AND s.mpid = otc_trades.venue_mpid
+  )
+"""
+
+_UPSERT_REJECTS = """
+INSERT INTO otc_rejected_rows (tier, week, venue_type, source, source_name, line_number, reason,
+                               detail, raw_line, execution_id)
+SELECT %(tier)s, %(week)s, %(venue_type)s, %(source)s, source_name, line_number, reject_reason,
+       reject_detail, raw_line, %(execution_id)s
+FROM otc_stage WHERE reject_reason IS NOT NULL
+ON CONFLICT (tier, week, venue_type, source_name, line_number) DO UPDATE SET
+    source = excluded.source, reason = excluded.reason, detail = excluded.detail,
+    raw_line = excluded.raw_line, execution_id = excluded.execution_id
+WHERE otc_rejected_rows.reason {distinct} excluded.reason
+   OR otc_rejected_rows.detail {distinct} excluded.detail
+   OR otc_rejected_rows.raw_line {distinct} excluded.raw_line
+   OR otc_rejected_rows.source {distinct} excluded.source
+"""
+
+_DELETE_STALE_REJECTS = """
+DELETE FROM otc_rejected_rows
+WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
+  AND NOT EXISTS (
+    SELECT 1 FROM otc_stage s
+    WHERE s.reject_reason IS NOT NULL AND s.source_name = otc_rejected_rows.source_name
+      AND s.line_number = otc_rejected_rows.line_number
+  )
+"""
+
+
+@dataclass
+class LoadSummary:
+    """What one landing did: lines read, rows loaded, lines rejected by reason."""
+
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    raw_lines_new: int = 0
+    trades_written: int = 0
+    trades_removed: int = 0
+
+
+def land_and_normalize(
+    lines: Iterable[SourceLine],
+    *,
+    tier: str,
+    week: date,
+    venue_type: str,
+    source: str,
+    execution_id: UUID | None,
+    now: datetime,
+) -> LoadSummary:
+    """Stage `lines`, then land raw lines, upsert normalized rows and rejects for the tier-week.
+
+    Must run inside a transaction; raises before writing anything if no line is valid (the
+    caller turns that into a permanent failure), so a wrong file never empties a loaded week.
+    """
+    postgres = connection.vendor == "postgresql"
+    rows = stage_rows(lines, tier=tier, week=week)
+    with connection.cursor() as cursor:
+        _drop_stage(cursor, postgres)
+        cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
+        if postgres:
+            _copy_stage(rows)
+        else:
+            _insert_stage(cursor, rows)
+        cursor.execute("CREATE INDEX otc_stage_key ON otc_stage (symbol, mpid)")
+        cursor.execute("CREATE INDEX otc_stage_line ON otc_stage (source_name, line_number)")
+        if postgres:
+            cursor.execute("ANALYZE otc_stage")
+        cursor.execute(_MARK_DUPLICATES, {"reason": RejectReason.DUPLICATE.value})
+
+        cursor.execute("SELECT reject_reason, COUNT(*) FROM otc_stage GROUP BY reject_reason")
+        counts = Counter({reason: n for reason, n in cursor.fetchall()})
+        summary = LoadSummary(
+            rows_read=sum(counts.values()),
+            rows_loaded=counts.pop(None, 0),
+            rows_rejected=sum(counts.values()),
+            rejected_by_reason=dict(sorted(counts.items())),
+        )
+        if summary.rows_loaded == 0:
+            _drop_stage(cursor, postgres)
+            return summary
+
+        params = _params(tier, week, venue_type, source, execution_id, now)
+        distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+        cursor.execute(_LAND_RAW, params)
+        summary.raw_lines_new = cursor.rowcount
+        cursor.execute(_UPSERT_TRADES.format(distinct=distinct), params)
+        summary.trades_written = cursor.rowcount
+        cursor.execute(_DELETE_STALE_TRADES, params)
+        summary.trades_removed = cursor.rowcount
+        cursor.execute(_UPSERT_REJECTS.format(distinct=distinct), params)
+        cursor.execute(_DELETE_STALE_REJECTS, params)
+        _drop_stage(cursor, postgres)
+    return summary
+
+
+def _params(tier, week, venue_type, source, execution_id, now) -> dict:
+    """Query parameters prepared the way Django stores them on this database."""
+    fields = {f.name: f for f in RawTrade._meta.get_fields()}
+    return {
+        "tier": tier,
+        "week": fields["week"].get_db_prep_value(week, connection),
+        "venue_type": venue_type,
+        "source": source,
+        "execution_id": fields["execution_id"].get_db_prep_value(execution_id, connection),
+        "now": fields["captured_at"].get_db_prep_value(now, connection),
+    }
+
+
+def _drop_stage(cursor, postgres: bool) -> None:
+    # Qualified with the temporary schema so a real table of that name is never touched.
+    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_stage")
+
+
+def _copy_stage(rows) -> None:
+    """Stream rows into the staging table with `COPY` on Django's own psycopg connection."""
+    raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
+    columns = ", ".join(STAGE_COLUMNS)
+    with raw.cursor() as cur, cur.copy(f"COPY otc_stage ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _insert_stage(cursor, rows) -> None:
+    """The SQLite path: executemany in batches (dates as ISO text, as Django stores them)."""
+    columns, values = ", ".join(STAGE_COLUMNS), ", ".join(["%s"] * len(STAGE_COLUMNS))
+    sql = f"INSERT INTO otc_stage ({columns}) VALUES ({values})"  # noqa: S608 - constant names
+    date_at = STAGE_COLUMNS.index("publication_date")
+    rows = iter(rows)
+    while batch := list(islice(rows, _SQLITE_BATCH)):
+        for i, row in enumerate(batch):
+            if row[date_at] is not None:
+                batch[i] = (*row[:date_at], row[date_at].isoformat(), *row[date_at + 1 :])
+        cursor.executemany(sql, batch)

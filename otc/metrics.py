@@ -1,0 +1,116 @@
+"""Domain metrics per symbol, tier and week, computed from `otc_trades` with set-based SQL.
+
+(Prometheus metrics of the OTC connectors live in `otc.connectors.circuit`.)
+
+Volumes are normalized per NYSE trading day of the week (`otc.calendar`). Venue concentration is
+the Herfindahl-Hirschman index over each venue's share of the symbol's weekly volume, on the usual
+0-10,000 scale. `ats_share` needs both the ATS and the non-ATS file of the week; without them it
+stays empty rather than claiming 100 %. Upserts make a recompute idempotent; symbols that left
+the week lose their row; the next week's week-over-week change is refreshed too.
+"""
+
+from datetime import date, timedelta
+
+from django.db import connection
+
+from otc.calendar import trading_days
+from otc.models import MetricsDaily, Trade
+
+# One pass, no joins: venue totals, then per-symbol window sums and venue rank, then one row per
+# symbol; the previous week is a per-symbol lookup on the unique index. (Joins over freshly
+# loaded rows, which have no statistics yet, got quadratic nested-loop plans on PostgreSQL.)
+_UPSERT_METRICS = """
+WITH venue AS (
+    SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,
+           SUM(shares) AS shares, SUM(trades) AS trades,
+           SUM(CASE WHEN venue_type = 'ats' THEN shares ELSE 0 END) AS ats_shares
+    FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s
+    GROUP BY symbol, venue_mpid
+), ranked AS (
+    SELECT symbol, venue_mpid, venue_name, shares,
+           SUM(shares) OVER by_symbol AS total_shares,
+           SUM(trades) OVER by_symbol AS total_trades,
+           SUM(ats_shares) OVER by_symbol AS symbol_ats_shares,
+           COUNT(*) OVER by_symbol AS venue_count,
+           ROW_NUMBER() OVER (PARTITION BY symbol ORDER BY shares DESC, venue_mpid) AS position
+    FROM venue
+    WINDOW by_symbol AS (PARTITION BY symbol)
+), sym AS (
+    SELECT symbol, total_shares, total_trades, symbol_ats_shares AS ats_shares, venue_count,
+           MAX(CASE WHEN position = 1 THEN venue_mpid END) AS top_mpid,
+           MAX(CASE WHEN position = 1 THEN venue_name END) AS top_name,
+           MAX(CASE WHEN position = 1 THEN shares END) AS top_shares,
+           SUM(CASE WHEN total_shares > 0
+                    THEN (shares * 100.0 / total_shares) * (shares * 100.0 / total_shares)
+               END) AS hhi
+    FROM ranked
+    GROUP BY symbol, total_shares, total_trades, symbol_ats_shares, venue_count
+)
+INSERT INTO otc_metrics_daily (
+    week, tier, symbol, total_shares, total_trades, trading_days, avg_daily_shares,
+    avg_daily_trades, avg_trade_size, venue_count, top_venue_mpid, top_venue_name,
+    top_venue_share, hhi, ats_shares, ats_share, wow_change
+)
+SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
+       CASE WHEN %(days)s > 0 THEN s.total_shares * 1.0 / %(days)s END,
+       CASE WHEN %(days)s > 0 THEN s.total_trades * 1.0 / %(days)s END,
+       CASE WHEN s.total_trades > 0 THEN s.total_shares * 1.0 / s.total_trades END,
+       s.venue_count, s.top_mpid, s.top_name,
+       CASE WHEN s.total_shares > 0 THEN s.top_shares * 1.0 / s.total_shares END,
+       s.hhi, s.ats_shares,
+       CASE WHEN %(both_types)s AND s.total_shares > 0
+            THEN s.ats_shares * 1.0 / s.total_shares END,
+       (SELECT CASE WHEN p.total_shares > 0
+                    THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
+        FROM otc_metrics_daily p
+        WHERE p.week = %(previous)s AND p.tier = %(tier)s AND p.symbol = s.symbol)
+FROM sym s
+WHERE true
+ON CONFLICT (week, tier, symbol) DO UPDATE SET
+    total_shares = excluded.total_shares, total_trades = excluded.total_trades,
+    trading_days = excluded.trading_days, avg_daily_shares = excluded.avg_daily_shares,
+    avg_daily_trades = excluded.avg_daily_trades, avg_trade_size = excluded.avg_trade_size,
+    venue_count = excluded.venue_count, top_venue_mpid = excluded.top_venue_mpid,
+    top_venue_name = excluded.top_venue_name, top_venue_share = excluded.top_venue_share,
+    hhi = excluded.hhi, ats_shares = excluded.ats_shares, ats_share = excluded.ats_share,
+    wow_change = excluded.wow_change
+"""
+
+_DELETE_GONE = """
+DELETE FROM otc_metrics_daily
+WHERE week = %(week)s AND tier = %(tier)s
+  AND symbol NOT IN (SELECT symbol FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s)
+"""
+
+_REFRESH_NEXT_WOW = """
+UPDATE otc_metrics_daily SET wow_change = (
+    SELECT CASE WHEN p.total_shares > 0
+                THEN (otc_metrics_daily.total_shares - p.total_shares) * 1.0 / p.total_shares END
+    FROM otc_metrics_daily p
+    WHERE p.week = %(week)s AND p.tier = %(tier)s AND p.symbol = otc_metrics_daily.symbol
+)
+WHERE week = %(next)s AND tier = %(tier)s
+"""
+
+
+def compute_week(tier: str, week: date) -> int:
+    """Recompute the metrics of every symbol of the tier-week; return how many rows it has."""
+    prep = MetricsDaily._meta.get_field("week").get_db_prep_value
+    params = {
+        "tier": tier,
+        "week": prep(week, connection),
+        "previous": prep(week - timedelta(weeks=1), connection),
+        "next": prep(week + timedelta(weeks=1), connection),
+        "days": trading_days(week),
+        # ATS share only where both the ATS and the non-ATS file of the week were loaded.
+        "both_types": Trade.objects.filter(tier=tier, week=week)
+        .values("venue_type")
+        .distinct()
+        .count()
+        == 2,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_GONE, params)
+        cursor.execute(_UPSERT_METRICS, params)
+        cursor.execute(_REFRESH_NEXT_WOW, params)
+    return MetricsDaily.objects.filter(tier=tier, week=week).count()

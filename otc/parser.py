@@ -1,0 +1,181 @@
+"""A streaming parser for FINRA's weekly OTC Transparency file (SPEC §5).
+
+Pipe-delimited, one header line, no quoting (names may contain commas), the last line may lack a
+newline. Lines are read one at a time and turned into staging rows, so memory does not grow with
+the file. A bad line becomes a row with a reject reason; only a wrong header or an empty file
+stops the whole ingest.
+"""
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import BinaryIO
+
+from otc.errors import BadSourceFile
+from otc.models import RejectReason, Tier
+
+HEADER = (
+    "tierDescription",
+    "issueSymbolIdentifier",
+    "issueName",
+    "marketParticipantName",
+    "MPID",
+    "totalWeeklyShareQuantity",
+    "totalWeeklyTradeCount",
+    "lastUpdateDate",
+)
+DELIMITER = "|"
+TIER_DESCRIPTIONS = {Tier.T1: "NMS Tier 1", Tier.T2: "NMS Tier 2", Tier.OTCE: "OTC"}
+
+# Column limits of the tables (otc.models); longer values are rejected, not truncated.
+MAX_LENGTHS = {"symbol": 20, "mpid": 10, "issue_name": 300, "venue_name": 300}
+_BIGINT_MAX = 2**63 - 1
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+# The staging table's columns, in the order `stage_rows` yields them.
+STAGE_COLUMNS = (
+    "seq",
+    "source_name",
+    "line_number",
+    "line_hash",
+    "raw_line",
+    "symbol",
+    "issue_name",
+    "venue_name",
+    "mpid",
+    "shares",
+    "trades",
+    "publication_date",
+    "reject_reason",
+    "reject_detail",
+)
+
+
+@dataclass(slots=True)
+class SourceLine:
+    """One data line of a source: its bytes as received, its fields, or why it is already bad."""
+
+    source_name: str
+    line_number: int
+    raw: bytes
+    fields: Sequence[str | None] | None = None  # None: split `raw` as a file line
+    reject: tuple[str, str] | None = None  # set by a connector (e.g. a wrong summary type)
+
+
+def read_file(stream: BinaryIO, source_name: str) -> Iterator[SourceLine]:
+    """Yield the data lines of one FINRA file after checking its header; blank lines are skipped."""
+    first = stream.readline()
+    if not first.strip():
+        raise BadSourceFile(f"{source_name}: the file is empty (expected the header line).")
+    check_header(first, source_name)
+    has_rows = False
+    for number, raw in enumerate(stream, start=2):
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        has_rows = True
+        yield SourceLine(source_name, number, raw)
+    if not has_rows:
+        raise BadSourceFile(f"{source_name}: the file has a header but no data rows.")
+
+
+def check_header(first_line: bytes, source_name: str) -> None:
+    """Raise `BadSourceFile` naming the difference unless `first_line` is FINRA's header."""
+    text = first_line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    found = tuple(text.split(DELIMITER))
+    if found == HEADER:
+        return
+    missing = [c for c in HEADER if c not in found]
+    unexpected = [c for c in found if c not in HEADER]
+    problem = []
+    if missing:
+        problem.append(f"missing {', '.join(missing)}")
+    if unexpected:
+        problem.append(f"unexpected {', '.join(repr(c) for c in unexpected[:5])}")
+    if not problem:
+        problem.append("columns out of order")
+    raise BadSourceFile(
+        f"{source_name}: wrong header ({'; '.join(problem)}). Expected "
+        f"{DELIMITER.join(HEADER)!r}, got {text[:300]!r}."
+    )
+
+
+def stage_rows(lines: Iterable[SourceLine], *, tier: str, week: date) -> Iterator[tuple]:
+    """Turn source lines into staging rows (`STAGE_COLUMNS`): valid, or with a reject reason."""
+    expected_tier = TIER_DESCRIPTIONS[Tier(tier)]
+    week_end = week + timedelta(days=4)
+    for seq, line in enumerate(lines, start=1):
+        line_hash = hashlib.blake2b(line.raw, digest_size=16).hexdigest()
+        raw_line = line.raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+        parsed, reject = _parse(line, expected_tier, week_end)
+        values = parsed if reject is None else (None,) * 7
+        yield (
+            seq,
+            line.source_name,
+            line.line_number,
+            line_hash,
+            raw_line,
+            *values,
+            *(reject or (None, None)),
+        )
+
+
+def _parse(line: SourceLine, expected_tier: str, week_end: date):
+    if line.reject is not None:
+        return None, line.reject
+    fields = line.fields
+    if fields is None:
+        if b"\x00" in line.raw:
+            return None, (RejectReason.BAD_ENCODING, "the line contains NUL bytes")
+        try:
+            text = line.raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, (RejectReason.BAD_ENCODING, f"not UTF-8: {exc.reason} at byte {exc.start}")
+        fields = text.split(DELIMITER)
+    if len(fields) != len(HEADER):
+        return None, (
+            RejectReason.FIELD_COUNT,
+            f"expected {len(HEADER)} fields, got {len(fields)}",
+        )
+    tier_desc, symbol, issue_name, venue_name, mpid, shares, trades, published = (
+        (f or "").strip() for f in fields
+    )
+    if tier_desc != expected_tier:
+        return None, (
+            RejectReason.TIER_MISMATCH,
+            f"tierDescription {tier_desc!r}, expected {expected_tier!r}",
+        )
+    if not symbol:
+        return None, (RejectReason.EMPTY_SYMBOL, "issueSymbolIdentifier is empty")
+    if not mpid:
+        return None, (RejectReason.EMPTY_VENUE, "MPID is empty")
+    values = {"symbol": symbol, "mpid": mpid, "issue_name": issue_name, "venue_name": venue_name}
+    for name, value in values.items():
+        if len(value) > MAX_LENGTHS[name]:
+            return None, (
+                RejectReason.VALUE_TOO_LONG,
+                f"{name} has {len(value)} characters (at most {MAX_LENGTHS[name]})",
+            )
+    volumes = []
+    for label, value in (("totalWeeklyShareQuantity", shares), ("totalWeeklyTradeCount", trades)):
+        if not _INTEGER.match(value) or abs(int(value)) > _BIGINT_MAX:
+            return None, (RejectReason.NON_NUMERIC_VOLUME, f"{label} is {value[:40]!r}")
+        number = int(value)
+        if number < 0:
+            return None, (RejectReason.NEGATIVE_VOLUME, f"{label} is {number}")
+        volumes.append(number)
+    if not published:  # unknown publication date: loaded without one
+        return (symbol, issue_name, venue_name, mpid, volumes[0], volumes[1], None), None
+    try:
+        publication = date.fromisoformat(published)
+    except ValueError:
+        return None, (RejectReason.BAD_DATE, f"lastUpdateDate is {published[:40]!r}")
+    if publication <= week_end:
+        return None, (
+            RejectReason.PUBLISHED_TOO_EARLY,
+            f"lastUpdateDate {publication} is not after the week ending {week_end}: "
+            "the file cannot describe this week",
+        )
+    return (symbol, issue_name, venue_name, mpid, volumes[0], volumes[1], publication), None

@@ -1,0 +1,24 @@
+"""Read-side queries over the OTC tables, for dashboards."""
+
+from django.db.models import Max, Sum
+
+from otc.models import Trade
+
+
+def weekly_volume_by_venue(symbol: str, tier: str | None = None, weeks: int = 12) -> list[dict]:
+    """A symbol's shares and trades per venue for its latest `weeks` loaded weeks, oldest first.
+
+    One row per week, tier and venue: `{week, tier, venue_mpid, venue_name, shares, trades}`.
+    """
+    rows = Trade.objects.filter(symbol=symbol.strip().upper())
+    if tier:
+        rows = rows.filter(tier=tier)
+    latest = list(rows.order_by("-week").values_list("week", flat=True).distinct()[: max(weeks, 0)])
+    if not latest:
+        return []
+    return list(
+        rows.filter(week__in=latest)
+        .values("week", "tier", "venue_mpid")
+        .annotate(venue_name=Max("venue_name"), shares=Sum("shares"), trades=Sum("trades"))
+        .order_by("week", "tier", "-shares", "venue_mpid")
+    )

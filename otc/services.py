@@ -1,0 +1,174 @@
+"""OTC services: ingest a week, recompute its metrics, fan a backfill out through the dispatcher.
+
+The pipelines in `otc.pipelines` call these; so do the demo command and the tests.
+"""
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from executions import dispatcher
+from executions.dispatcher import DispatchResult
+from executions.errors import KeyBusy
+from executions.models import TERMINAL_STATUSES, Execution, LaneName, TriggerSource
+from otc import loader, metrics
+from otc.calendar import weeks_between
+from otc.connectors import Source, open_source
+from otc.errors import NoValidRows
+from otc.parser import SourceLine
+
+log = structlog.get_logger(__name__)
+
+_CHECK_EVERY = 10_000  # lines between cancellation checks
+
+# data/otc_sample.csv: FINRA's OTC-tier ATS file published 2025-12-15 (lastUpdateDate). OTC weeks
+# are published about four weeks after the week, so it covers the week of Monday 2025-11-17.
+SAMPLE_FILE = "otc_sample.csv"
+SAMPLE_PARAMS = {"tier": "OTCE", "week": "2025-11-17", "venue_type": "ats", "path": SAMPLE_FILE}
+
+
+def ingest_week(
+    *,
+    tier: str,
+    week: date,
+    venue_type: str,
+    source: str = "file",
+    path: str | None = None,
+    execution_id: UUID | None = None,
+    check_cancelled: Callable[[], None] | None = None,
+    connector: Source | None = None,
+) -> dict[str, Any]:
+    """Land, normalize and compute metrics for one tier-week in one transaction; return counts."""
+    connector = connector or open_source(
+        tier=tier, week=week, venue_type=venue_type, source=source, path=path
+    )
+    lines = connector.lines()
+    if check_cancelled is not None:
+        lines = _with_checks(lines, check_cancelled)
+    with transaction.atomic():
+        summary = loader.land_and_normalize(
+            lines,
+            tier=tier,
+            week=week,
+            venue_type=venue_type,
+            source=connector.kind,
+            execution_id=execution_id,
+            now=timezone.now(),
+        )
+        if summary.rows_loaded == 0:
+            raise NoValidRows(
+                f"No line of the source could be loaded ({summary.rows_read} read; rejected: "
+                f"{_reasons(summary.rejected_by_reason)}); the week was left unchanged."
+            )
+        metric_rows = metrics.compute_week(tier, week)
+    result = {
+        "tier": tier,
+        "week": week.isoformat(),
+        "venue_type": venue_type,
+        "source": connector.kind,
+        "rows_read": summary.rows_read,
+        "rows_loaded": summary.rows_loaded,
+        "rows_rejected": summary.rows_rejected,
+        "rejected_by_reason": summary.rejected_by_reason,
+        "raw_lines_new": summary.raw_lines_new,
+        "trades_written": summary.trades_written,
+        "trades_removed": summary.trades_removed,
+        "metric_rows": metric_rows,
+    }
+    log.info("otc.week_ingested", **result)
+    return result
+
+
+def recompute_metrics(*, tier: str, week: date) -> dict[str, Any]:
+    """Recompute a tier-week's metrics from the normalized rows."""
+    with transaction.atomic():
+        rows = metrics.compute_week(tier, week)
+    return {"tier": tier, "week": week.isoformat(), "metric_rows": rows}
+
+
+def backfill(
+    *,
+    tier: str,
+    first_week: date,
+    last_week: date,
+    venue_type: str,
+    source: str,
+    path_template: str | None,
+    parent_id: UUID | None,
+) -> dict[str, Any]:
+    """Dispatch one `otc.ingest_week` per week into the backfill lane.
+
+    The ingest's logical key (tier, week, venue type) deduplicates: a week whose ingest is still
+    active is returned, not dispatched again, so submitting a backfill twice adds nothing.
+    """
+    parent = Execution.objects.get(pk=parent_id) if parent_id else None
+    created, existing = [], []
+    for week in weeks_between(first_week, last_week):
+        params: dict[str, Any] = {"tier": tier, "week": week.isoformat(), "venue_type": venue_type}
+        if path_template:
+            params["path"] = path_template.format(week=week.isoformat())
+        else:
+            params["source"] = source
+        result = _dispatch_week(params, parent)
+        (created if result.created else existing).append(str(result.execution.id))
+    return {
+        "weeks": len(created) + len(existing),
+        "dispatched": len(created),
+        "already_active": len(existing),
+        "execution_ids": created + existing,
+    }
+
+
+def load_sample_week(*, wait_seconds: float = 120.0) -> Execution | None:
+    """Dispatch `otc.ingest_week` for the sample file and wait for it to finish (the demo).
+
+    Idempotent: a re-run re-ingests the same rows and leaves the tables as they were. Returns
+    None when the sample is not in the data directory; the execution as it stands otherwise.
+    """
+    if not (Path(settings.SPINE_OTC_DATA_DIR) / SAMPLE_FILE).is_file():
+        return None
+    execution = dispatcher.dispatch(
+        "otc.ingest_week", SAMPLE_PARAMS, trigger_source=TriggerSource.SYSTEM
+    ).execution
+    deadline = time.monotonic() + wait_seconds
+    while execution.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+        time.sleep(0.2)
+        execution.refresh_from_db()
+    return execution
+
+
+def _dispatch_week(params: dict[str, Any], parent: Execution | None) -> DispatchResult:
+    """Dispatch one week's ingest; the logical key returns the week's active ingest instead."""
+    try:
+        return _dispatch_ingest(params, parent)
+    except KeyBusy:  # the active ingest finished between the insert and the lookup: try again
+        return _dispatch_ingest(params, parent)
+
+
+def _dispatch_ingest(params: dict[str, Any], parent: Execution | None) -> DispatchResult:
+    return dispatcher.dispatch(
+        "otc.ingest_week",
+        params,
+        lane=LaneName.BACKFILL,
+        trigger_source=TriggerSource.SYSTEM,
+        parent=parent,
+    )
+
+
+def _with_checks(lines: Iterable[SourceLine], check: Callable[[], None]) -> Iterator[SourceLine]:
+    for n, line in enumerate(lines, start=1):
+        if n % _CHECK_EVERY == 0:
+            check()
+        yield line
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"

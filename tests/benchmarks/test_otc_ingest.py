@@ -1,0 +1,100 @@
+"""OTC ingest benchmark (SPEC §11, issue #4): peak memory must not grow with the file.
+
+A 100k-row and a 1M-row synthetic week are each ingested in a process of their own; the 1M
+week's peak RSS must stay within 1.5x the 100k week's. Rows per second are reported against a
+bare `COPY` of the same file on PostgreSQL. Run with `make bench`; results print as a table and
+are written to bench-results/otc_ingest.json. Uses DATABASE_URL's server with a `_bench`
+database next to it, or a temporary SQLite file.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+SIZES = {100_000: "2025-01-06", 1_000_000: "2025-01-13"}
+VENUES = 50
+HEADER = (
+    "tierDescription|issueSymbolIdentifier|issueName|marketParticipantName|MPID|"
+    "totalWeeklyShareQuantity|totalWeeklyTradeCount|lastUpdateDate\n"
+)
+
+
+def write_week(path: Path, rows: int) -> None:
+    """A NMS Tier 2 week of `rows` venue rows: rows / 50 symbols at 50 venues each."""
+    with path.open("w") as f:
+        f.write(HEADER)
+        for i in range(rows):
+            symbol, venue = divmod(i, VENUES)
+            f.write(
+                f"NMS Tier 2|S{symbol:06d}|Synthetic Issue {symbol}, Inc|VENUE {venue:02d} ATS|"
+                f"V{venue:02d}|{(i * 7919) % 1_000_000 + 100}|{i % 500 + 1}|2025-12-15\n"
+            )
+
+
+def bench_database(tmp_path: Path) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return f"sqlite:///{tmp_path / 'bench.sqlite3'}"
+    base, _, name = url.rpartition("/")
+    bench = f"{name.split('?')[0]}_bench"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [bench]).fetchone():
+            conn.execute(f'CREATE DATABASE "{bench}"')
+    return f"{base}/{bench}"
+
+
+def run(args, env, timeout=900):
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_peak_memory_does_not_grow_with_the_file(tmp_path):
+    env = {**os.environ, "DJANGO_DEBUG": "1", "SPINE_LOG_LEVEL": "WARNING"}
+    env.update(DATABASE_URL=bench_database(tmp_path), SPINE_OTC_DATA_DIR=str(tmp_path))
+    run([sys.executable, "manage.py", "migrate", "-v0"], env)
+
+    results = {}
+    for rows, week in SIZES.items():
+        path = tmp_path / f"week-{rows}.csv"
+        write_week(path, rows)
+        child = ROOT / "tests" / "benchmarks" / "otc_ingest_child.py"
+        out = run([sys.executable, str(child), str(path), week], env)
+        results[rows] = json.loads(out.strip().splitlines()[-1])
+        assert results[rows]["rows_loaded"] == rows
+        assert results[rows]["metric_rows"] == rows // VENUES
+        path.unlink()
+
+    small, large = results[100_000], results[1_000_000]
+    ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
+    lines = [
+        f"{'rows':>9} {'seconds':>8} {'rows/s':>9} {'bare COPY s':>11} {'vs COPY':>8} "
+        f"{'RSS before MiB':>14} {'peak RSS MiB':>12}",
+    ]
+    for rows, r in results.items():
+        copy = r["bare_copy_seconds"]
+        lines.append(
+            f"{rows:>9,} {r['seconds']:>8.2f} {rows / r['seconds']:>9,.0f} "
+            f"{copy if copy is not None else '-':>11} "
+            f"{(copy / r['seconds']) if copy else float('nan'):>8.3f} "
+            f"{r['baseline_rss_mib']:>14.1f} {r['peak_rss_mib']:>12.1f}"
+        )
+    lines.append(f"peak RSS 1M / 100k = {ratio:.3f} (limit 1.5), database {small['database']}")
+    print("\nOTC ingest benchmark\n" + "\n".join(lines))
+
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "otc_ingest.json").write_text(
+        json.dumps(
+            {"results": {str(k): v for k, v in results.items()}, "peak_rss_ratio": ratio}, indent=2
+        )
+    )
+    assert ratio <= 1.5

@@ -1,0 +1,262 @@
+"""`otc.ingest_week` on the real FINRA week and on broken copies of it (SPEC §5)."""
+
+from datetime import date
+
+import pytest
+
+from executions.models import Status
+from otc.models import MetricsDaily, RawTrade, RejectedRow, Trade
+from tests.integration.otc.conftest import SAMPLE, SAMPLE_WEEK, table_snapshot
+
+SAMPLE_PARAMS = {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "otc_sample.csv"}
+
+
+def test_the_shared_week_loads_every_row_and_a_rerun_changes_nothing(data_dir, run_pipeline):
+    first = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+
+    assert first.status == Status.COMPLETED, first.error_message
+    assert first.logical_key == "otc.ingest_week:OTCE:2025-11-17:ats"
+    assert first.result == {
+        "tier": "OTCE",
+        "week": "2025-11-17",
+        "venue_type": "ats",
+        "source": "file",
+        "rows_read": 5328,
+        "rows_loaded": 5328,
+        "rows_rejected": 0,
+        "rejected_by_reason": {},
+        "raw_lines_new": 5328,
+        "trades_written": 5328,
+        "trades_removed": 0,
+        "metric_rows": 3111,
+    }
+    assert Trade.objects.count() == 5328
+    assert Trade.objects.values("symbol").distinct().count() == 3111
+    assert MetricsDaily.objects.count() == 3111
+    assert RawTrade.objects.filter(execution_id=first.id).count() == 5328
+    assert RejectedRow.objects.count() == 0
+    before = table_snapshot()
+
+    second = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+
+    assert second.status == Status.COMPLETED
+    assert (second.result["raw_lines_new"], second.result["trades_written"]) == (0, 0)
+    assert table_snapshot() == before
+
+
+def test_normalized_rows_and_metrics_hold_the_files_values(data_dir, run_pipeline):
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+
+    aabb = Trade.objects.get(symbol="AABB", venue_mpid="OTCN")
+    assert (aabb.week, aabb.tier, aabb.venue_type, aabb.shares, aabb.trades) == (
+        date(2025, 11, 17),
+        "OTCE",
+        "ats",
+        6753871,
+        171,
+    )
+    assert (aabb.issue_name, aabb.venue_name, aabb.publication_date) == (
+        "Asia Broadband Inc Common Stock",
+        "OTCN OTC LINK NQB IDQS",
+        date(2025, 12, 15),
+    )
+    m = MetricsDaily.objects.get(symbol="AABB")
+    assert (m.total_shares, m.total_trades, m.trading_days, m.venue_count) == (6794184, 174, 5, 2)
+    assert m.avg_daily_shares == pytest.approx(6794184 / 5)
+    assert m.avg_daily_trades == pytest.approx(174 / 5)
+    assert m.avg_trade_size == pytest.approx(6794184 / 174)
+    assert (m.top_venue_mpid, m.top_venue_name) == ("OTCN", "OTCN OTC LINK NQB IDQS")
+    assert m.top_venue_share == pytest.approx(6753871 / 6794184)
+    shares = [6753871 / 6794184 * 100, 40313 / 6794184 * 100]
+    assert m.hhi == pytest.approx(sum(s * s for s in shares))
+    assert (m.ats_shares, m.ats_share, m.wow_change) == (6794184, None, None)
+
+
+def test_ats_share_and_week_over_week_need_both_files_and_the_previous_week(data_dir, run_pipeline):
+    header = SAMPLE.read_bytes().split(b"\n", 1)[0]
+    (data_dir / "prev.csv").write_bytes(
+        header
+        + b"\nOTC|AABB|Asia Broadband Inc|OTCN OTC LINK NQB IDQS|OTCN|1000000|10|2025-12-08\n"
+    )
+    (data_dir / "firms.csv").write_bytes(
+        header
+        + b"\nOTC|AABB|Asia Broadband Inc|CITADEL SECURITIES LLC|CDRG|3205816|50|2025-12-15\n"
+    )
+    run_pipeline("otc.ingest_week", {"tier": "OTCE", "week": "2025-11-10", "path": "prev.csv"})
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    assert MetricsDaily.objects.get(symbol="AABB", week=SAMPLE_WEEK).ats_share is None
+
+    non_ats = run_pipeline(
+        "otc.ingest_week",
+        {"tier": "OTCE", "week": SAMPLE_WEEK, "venue_type": "non_ats", "path": "firms.csv"},
+    )
+
+    assert non_ats.status == Status.COMPLETED, non_ats.error_message
+    m = MetricsDaily.objects.get(symbol="AABB", week=SAMPLE_WEEK)
+    assert (m.total_shares, m.ats_shares, m.venue_count, m.top_venue_mpid) == (
+        10_000_000,
+        6794184,
+        3,
+        "OTCN",
+    )
+    assert m.ats_share == pytest.approx(0.6794184)
+    assert m.wow_change == pytest.approx((10_000_000 - 1_000_000) / 1_000_000)
+    # A symbol only in the ATS file: its ATS share is now known to be 100 %.
+    assert MetricsDaily.objects.get(symbol="AACAY", week=SAMPLE_WEEK).ats_share == 1.0
+
+
+def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_loads(data_dir, run_pipeline):
+    lines = SAMPLE.read_bytes().split(b"\n")
+    header, good = lines[0], lines[1:11]  # ten good rows: lines 2-11
+    bad = [
+        b"OTC|AABB|Asia Broadband Inc|OTCX OTC LINK ECN ATS|OTCX|40313|2025-12-15",  # line 12
+        b"OTC|ZZZA|Zeta Inc|OTCX OTC LINK ECN ATS|OTCX|12abc|3|2025-12-15",  # line 13
+        b"OTC|ZZZB|Zeta Inc|OTCX OTC LINK ECN ATS|OTCX|-40|3|2025-12-15",  # line 14
+        b"OTC||Nameless Inc|OTCX OTC LINK ECN ATS|OTCX|40|3|2025-12-15",  # line 15
+        b"OTC|ZZZC|Z\xe9ta \xff Inc|OTCX OTC LINK ECN ATS|OTCX|40|3|2025-12-15",  # line 16
+        lines[1],  # line 17: a duplicate of line 2
+    ]
+    (data_dir / "bad.csv").write_bytes(b"\n".join([header, *good, *bad]))
+
+    execution = run_pipeline(
+        "otc.ingest_week", {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "bad.csv"}
+    )
+
+    assert execution.status == Status.COMPLETED, execution.error_message
+    assert execution.result["rows_read"] == 16
+    assert execution.result["rows_loaded"] == 10
+    assert execution.result["rejected_by_reason"] == {
+        "bad_encoding": 1,
+        "duplicate": 1,
+        "empty_symbol": 1,
+        "field_count": 1,
+        "negative_volume": 1,
+        "non_numeric_volume": 1,
+    }
+    assert Trade.objects.count() == 10
+    assert list(
+        RejectedRow.objects.order_by("line_number").values_list("line_number", "reason")
+    ) == [
+        (12, "field_count"),
+        (13, "non_numeric_volume"),
+        (14, "negative_volume"),
+        (15, "empty_symbol"),
+        (16, "bad_encoding"),
+        (17, "duplicate"),
+    ]
+    bad_bytes = RejectedRow.objects.get(line_number=16)
+    assert (
+        bad_bytes.raw_line
+        == "OTC|ZZZC|Z\\xe9ta \\xff Inc|OTCX OTC LINK ECN ATS|OTCX|40|3|2025-12-15"
+    )
+    assert bad_bytes.execution_id == execution.id
+    assert RawTrade.objects.count() == 16  # every line as received, the bad ones too
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "bad.csv: the file is empty"),
+        (b"symbol|volume\nAABB|1\n", "bad.csv: wrong header (missing tierDescription"),
+        (SAMPLE.read_bytes().split(b"\n")[0] + b"\n", "bad.csv: the file has a header but no data"),
+    ],
+)
+def test_an_empty_file_or_wrong_header_fails_permanently_and_changes_nothing(
+    data_dir, run_pipeline, content, message
+):
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    before = table_snapshot()
+    (data_dir / "bad.csv").write_bytes(content)
+
+    execution = run_pipeline(
+        "otc.ingest_week", {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "bad.csv"}
+    )
+
+    assert execution.status == Status.FAILED
+    assert execution.attempt == 1
+    assert execution.error_type == "BadSourceFile"
+    assert execution.error_message.startswith(message)
+    assert table_snapshot() == before
+
+
+def test_a_file_with_no_loadable_line_fails_and_keeps_the_loaded_week(data_dir, run_pipeline):
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    before = table_snapshot()
+    # The sample named as the wrong week: published before that week ended.
+    execution = run_pipeline(
+        "otc.ingest_week", {"tier": "OTCE", "week": "2025-12-15", "path": "otc_sample.csv"}
+    )
+
+    assert execution.status == Status.FAILED
+    assert execution.error_type == "NoValidRows"
+    assert "5328 published_too_early" in execution.error_message
+    assert table_snapshot() == before
+
+
+def test_a_directory_is_read_as_the_parts_of_one_week(data_dir, run_pipeline):
+    lines = SAMPLE.read_bytes().split(b"\n")
+    part = data_dir / "week"
+    part.mkdir()
+    (part / "a.csv").write_bytes(b"\n".join(lines[:3001]))
+    (part / "b.csv").write_bytes(b"\n".join([lines[0], *lines[3001:]]))
+
+    execution = run_pipeline("otc.ingest_week", {**SAMPLE_PARAMS, "path": "week"})
+
+    assert execution.status == Status.COMPLETED, execution.error_message
+    assert (execution.result["rows_loaded"], execution.result["metric_rows"]) == (5328, 3111)
+    assert set(RawTrade.objects.values_list("source_name", flat=True)) == {"a.csv", "b.csv"}
+
+
+def test_a_changed_file_replaces_the_weeks_rows(data_dir, run_pipeline):
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    lines = SAMPLE.read_bytes().split(b"\n")
+    changed = [lines[0], lines[1].replace(b"|6753871|", b"|6753872|"), *lines[3:]]
+    (data_dir / "v2.csv").write_bytes(b"\n".join(changed))
+
+    execution = run_pipeline("otc.ingest_week", {**SAMPLE_PARAMS, "path": "v2.csv"})
+
+    assert execution.status == Status.COMPLETED
+    assert execution.result["trades_removed"] == 1  # line 3 (AABB at OTCX) is gone
+    assert Trade.objects.count() == 5327
+    assert Trade.objects.get(symbol="AABB").shares == 6753872
+    assert MetricsDaily.objects.get(symbol="AABB").venue_count == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"tier": "OTCE", "week": "2025-11-18", "path": "otc_sample.csv"}, "week"),
+        ({"tier": "OTC", "week": SAMPLE_WEEK, "path": "otc_sample.csv"}, "tier"),
+        ({"tier": "OTCE", "week": SAMPLE_WEEK}, "params"),
+        ({"tier": "OTCE", "week": SAMPLE_WEEK, "path": "../secrets.csv"}, "path"),
+        ({"tier": "OTCE", "week": SAMPLE_WEEK, "path": "/etc/passwd"}, "path"),
+    ],
+)
+def test_bad_params_are_refused_at_dispatch(data_dir, make_execution, params, field):
+    from executions.errors import InvalidParams
+    from executions.models import Execution
+
+    with pytest.raises(InvalidParams) as exc:
+        make_execution("otc.ingest_week", params)
+    assert field in exc.value.details
+    assert Execution.objects.count() == 0
+
+
+def test_recompute_metrics_rebuilds_the_same_rows(data_dir, run_pipeline):
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    before = list(
+        MetricsDaily.objects.order_by("symbol").values_list(
+            "symbol", "total_shares", "hhi", "top_venue_mpid"
+        )
+    )
+
+    execution = run_pipeline("otc.recompute_metrics", {"tier": "OTCE", "week": SAMPLE_WEEK})
+
+    assert execution.status == Status.COMPLETED
+    assert execution.result == {"tier": "OTCE", "week": SAMPLE_WEEK, "metric_rows": 3111}
+    after = list(
+        MetricsDaily.objects.order_by("symbol").values_list(
+            "symbol", "total_shares", "hhi", "top_venue_mpid"
+        )
+    )
+    assert after == before

@@ -1,0 +1,107 @@
+"""The streaming parser: header checks, per-line validation, FINRA's file quirks."""
+
+import io
+from datetime import date
+
+import pytest
+
+from otc.errors import BadSourceFile
+from otc.parser import HEADER, STAGE_COLUMNS, SourceLine, read_file, stage_rows
+
+HEADER_LINE = "|".join(HEADER).encode() + b"\n"
+WEEK = date(2025, 11, 17)
+
+
+def parse(body: bytes, tier="OTCE"):
+    lines = read_file(io.BytesIO(HEADER_LINE + body), "week.csv")
+    return [
+        dict(zip(STAGE_COLUMNS, row, strict=True))
+        for row in stage_rows(lines, tier=tier, week=WEEK)
+    ]
+
+
+def test_a_good_line_keeps_commas_and_the_last_line_may_lack_a_newline():
+    rows = parse(
+        b"OTC|AACAY|AAC Technologies, Inc ADR|ARCA GLOBAL OTC|ARCA|12746|56|2025-12-15\r\n"
+        b"OTC|AABB|Asia Broadband Inc|OTCX OTC LINK ECN ATS|OTCX|40313|3|2025-12-15"
+    )
+    assert [
+        (r["line_number"], r["symbol"], r["issue_name"], r["shares"], r["trades"]) for r in rows
+    ] == [
+        (2, "AACAY", "AAC Technologies, Inc ADR", 12746, 56),
+        (3, "AABB", "Asia Broadband Inc", 40313, 3),
+    ]
+    assert rows[0]["publication_date"] == date(2025, 12, 15)
+    assert rows[0]["reject_reason"] is None
+    assert (
+        rows[0]["raw_line"]
+        == "OTC|AACAY|AAC Technologies, Inc ADR|ARCA GLOBAL OTC|ARCA|12746|56|2025-12-15"
+    )
+    assert len(rows[0]["line_hash"]) == 32
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|2025-12-15", "field_count"),
+        (b"OTC|AABB|Asia|OTCX ATS|OTCX|4O313|3|2025-12-15", "non_numeric_volume"),
+        (b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|-3|2025-12-15", "negative_volume"),
+        (b"OTC| |Asia|OTCX ATS|OTCX|40313|3|2025-12-15", "empty_symbol"),
+        (b"OTC|AABB|Asia|OTCX ATS||40313|3|2025-12-15", "empty_venue"),
+        (b"OTC|AABB|Asia \xff\xfe|OTCX ATS|OTCX|40313|3|2025-12-15", "bad_encoding"),
+        (b"OTC|AABB|Asia\x00|OTCX ATS|OTCX|40313|3|2025-12-15", "bad_encoding"),
+        (b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|3|15/12/2025", "bad_date"),
+        (b"NMS Tier 1|AABB|Asia|OTCX ATS|OTCX|40313|3|2025-12-15", "tier_mismatch"),
+        (b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|3|2025-11-21", "published_too_early"),
+        (b"OTC|" + b"A" * 21 + b"|Asia|OTCX ATS|OTCX|40313|3|2025-12-15", "value_too_long"),
+    ],
+)
+def test_a_bad_line_is_rejected_with_its_reason(line, reason):
+    (row,) = parse(line + b"\n")
+    assert (row["line_number"], row["reject_reason"], row["symbol"]) == (2, reason, None)
+    assert row["reject_detail"]
+
+
+def test_a_missing_publication_date_loads_without_one():
+    (row,) = parse(b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|3|\n")
+    assert (row["reject_reason"], row["shares"], row["publication_date"]) == (None, 40313, None)
+
+
+def test_bad_bytes_are_kept_escaped_in_the_raw_line():
+    (row,) = parse(b"OTC|AABB|Asia \xff|OTCX ATS|OTCX|1|1|2025-12-15\n")
+    assert row["raw_line"] == "OTC|AABB|Asia \\xff|OTCX ATS|OTCX|1|1|2025-12-15"
+
+
+def test_blank_lines_are_skipped_but_line_numbers_stay_true():
+    rows = parse(b"\nOTC|AABB|Asia|OTCX ATS|OTCX|1|1|2025-12-15\n\n")
+    assert [r["line_number"] for r in rows] == [3]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"\n\n", "the file is empty"),
+        (HEADER_LINE, "header but no data rows"),
+        (b"symbol|name|volume\nAABB|x|1\n", "wrong header (missing tierDescription"),
+        (HEADER_LINE.replace(b"MPID|", b""), "wrong header (missing MPID)"),
+    ],
+)
+def test_an_empty_file_or_a_wrong_header_is_refused_naming_the_problem(content, message):
+    with pytest.raises(BadSourceFile) as exc:
+        list(read_file(io.BytesIO(content), "week.csv"))
+    assert message in str(exc.value)
+    assert str(exc.value).startswith("week.csv: ")
+
+
+def test_a_byte_order_mark_before_the_header_is_accepted():
+    lines = list(
+        read_file(io.BytesIO(b"\xef\xbb\xbf" + HEADER_LINE + b"OTC|A|n|v|V|1|1|2025-12-15"), "f")
+    )
+    assert [line.line_number for line in lines] == [2]
+
+
+def test_a_connector_reject_is_kept():
+    line = SourceLine("api", 1, b"{}", reject=("wrong_summary_type", "totals"))
+    (row,) = stage_rows([line], tier="OTCE", week=WEEK)
+    assert row[-2:] == ("wrong_summary_type", "totals")
