@@ -1,12 +1,14 @@
 """Read-only views of the OTC tables, as JSON or CSV (`?format=csv` or `Accept: text/csv`)."""
 
 from django.db.models import Count, Max, Sum
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework_csv.renderers import PaginatedCSVRenderer
 
+from executions.api.serializers import error_responses
 from otc.api import filters, serializers
 from otc.models import MetricsDaily, RejectedRow, Trade
 
@@ -49,6 +51,11 @@ class Pages(_LinkHeader, LimitOffsetPagination):
     max_limit = 1000
 
 
+@extend_schema_view(
+    get=extend_schema(
+        responses={200: serializers.WeekSerializer(many=True), **error_responses(400)}
+    )
+)
 class WeekList(_ReadOnlyList):
     """Tier-weeks loaded, with row, symbol and volume counts."""
 
@@ -73,6 +80,11 @@ class WeekList(_ReadOnlyList):
         return Response(self.get_serializer(weeks, many=True).data)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        responses={200: serializers.TradeSerializer(many=True), **error_responses(400)}
+    )
+)
 class TradeList(_ReadOnlyList):
     """Normalized venue-week rows (one per week, tier, symbol, venue and venue type)."""
 
@@ -82,6 +94,11 @@ class TradeList(_ReadOnlyList):
     pagination_class = NewestFirst
 
 
+@extend_schema_view(
+    get=extend_schema(
+        responses={200: serializers.MetricsSerializer(many=True), **error_responses(400)}
+    )
+)
 class MetricsList(_ReadOnlyList):
     """Per symbol, tier and week: totals, per-trading-day averages and venue concentration."""
 
@@ -91,6 +108,11 @@ class MetricsList(_ReadOnlyList):
     pagination_class = NewestFirst
 
 
+@extend_schema_view(
+    get=extend_schema(
+        responses={200: serializers.VenueShareSerializer(many=True), **error_responses(400)}
+    )
+)
 class VenueShareList(_ReadOnlyList):
     """Each venue's volume per tier-week and its share of the tier-week's volume.
 
@@ -139,6 +161,11 @@ class VenueShareList(_ReadOnlyList):
         }
 
 
+@extend_schema_view(
+    get=extend_schema(
+        responses={200: serializers.RejectedRowSerializer(many=True), **error_responses(400)}
+    )
+)
 class RejectedRowList(_ReadOnlyList):
     """Source lines of the latest ingest of each tier-week that could not be loaded, and why."""
 

@@ -31,7 +31,7 @@ BODIES = {
     },
     ("patch", "/api/v1/schedules/{id}/"): {"enabled": False},
 }
-OPERATION_COUNT = 22  # executions 8, dead letters 4, pipelines 2, lanes 4... see test below
+OPERATION_COUNT = 27  # executions, dead letters, pipelines, lanes, schedules, OTC reads
 
 
 @pytest.fixture
