@@ -22,3 +22,17 @@ def weekly_volume_by_venue(symbol: str, tier: str | None = None, weeks: int = 12
         .annotate(venue_name=Max("venue_name"), shares=Sum("shares"), trades=Sum("trades"))
         .order_by("week", "tier", "-shares", "venue_mpid")
     )
+
+
+def top_symbols(limit: int = 20) -> list[str]:
+    """The symbols with the most shares in the latest loaded week, most first."""
+    latest = Trade.objects.aggregate(week=Max("week"))["week"]
+    if latest is None:
+        return []
+    return list(
+        Trade.objects.filter(week=latest)
+        .values("symbol")
+        .annotate(shares=Sum("shares"))
+        .order_by("-shares", "symbol")
+        .values_list("symbol", flat=True)[:limit]
+    )

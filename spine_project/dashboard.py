@@ -1,5 +1,6 @@
 """The operations dashboard (SPEC §7): ledger counts, oldest pending work, dead letters,
-recent failures, and executions per hour by outcome as a server-side SVG chart.
+recent failures, and two server-side SVG charts: executions per hour by outcome, and a symbol's
+weekly OTC volume by venue.
 
 The chart is drawn here as plain SVG rather than with a JavaScript charting library: it needs
 no asset at all, works without internet and renders in any browser and in tests.
@@ -15,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from dlq.models import DeadLetter
 from executions.models import Execution, LaneName, Status
+from otc.selectors import top_symbols, weekly_volume_by_venue
 
 CHART_HOURS = 24
 OUTCOMES = [
@@ -28,6 +30,9 @@ OUTCOMES = [
 def dashboard(request):
     """The dashboard page (wrapped by `admin_view`, so only staff reach it)."""
     now = timezone.now()
+    symbols = top_symbols()
+    symbol = (request.GET.get("symbol") or (symbols[0] if symbols else "")).strip().upper()[:20]
+    tier = request.GET.get("tier") or None
     context = {
         **_admin_context(request),
         "title": "Operations dashboard",
@@ -40,8 +45,12 @@ def dashboard(request):
         ).order_by("-finished_at", "-created_at")[:10],
         "hourly": hourly_outcomes(now),
         "chart": None,
+        "symbol": symbol,
+        "tier": tier,
+        "symbols": top_symbols(),
     }
     context["chart"] = outcome_chart_svg(context["hourly"])
+    context["venue_chart"] = venue_chart_svg(symbol, tier) if symbol else ""
     return TemplateResponse(request, "admin/spine_dashboard.html", context)
 
 
@@ -108,16 +117,84 @@ def hourly_outcomes(now, hours: int = CHART_HOURS) -> list[dict]:
 
 def outcome_chart_svg(hourly: list[dict], *, width: int = 720, height: int = 220) -> str:
     """A stacked bar per hour, one colour per outcome, with a legend and hour labels."""
+    columns = [
+        (
+            f"{timezone.localtime(h['hour']):%H}",
+            f"{timezone.localtime(h['hour']):%H:00}",
+            h["counts"],
+        )
+        for h in hourly
+    ]
+    return stacked_bars_svg(
+        columns,
+        OUTCOMES,
+        svg_id="chart-hourly",
+        aria_label="Executions per hour by outcome",
+        label_every=3,
+        width=width,
+        height=height,
+    )
+
+
+VENUE_COLOURS = ["#1f5fa8", "#e07b00", "#2e8540", "#b3261e", "#7b1fa2", "#00838f", "#8a8a8a"]
+TOP_VENUES = 6
+
+
+def venue_volume(symbol: str, tier: str | None = None, weeks: int = 12) -> tuple[list, list]:
+    """Columns (one per week) and series (top venues, then `other`) of a symbol's OTC volume."""
+    rows = weekly_volume_by_venue(symbol, tier=tier, weeks=weeks)
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row["venue_mpid"]] = totals.get(row["venue_mpid"], 0) + row["shares"]
+    top = sorted(totals, key=lambda v: (-totals[v], v))[:TOP_VENUES]
+    series = [(venue, VENUE_COLOURS[i]) for i, venue in enumerate(top)]
+    if len(totals) > len(top):
+        series.append(("other", VENUE_COLOURS[-1]))
+    by_week: dict = {}
+    for row in rows:
+        venue = row["venue_mpid"] if row["venue_mpid"] in top else "other"
+        counts = by_week.setdefault(row["week"], {name: 0 for name, _ in series})
+        counts[venue] += row["shares"]
+    columns = [(f"{week:%m-%d}", f"week of {week}", counts) for week, counts in by_week.items()]
+    return columns, series
+
+
+def venue_chart_svg(symbol: str, tier: str | None = None) -> str:
+    """A stacked bar per week, one colour per venue: the symbol's off-exchange shares."""
+    columns, series = venue_volume(symbol, tier)
+    if not columns:
+        return ""
+    return stacked_bars_svg(
+        columns,
+        series,
+        svg_id="chart-venues",
+        aria_label=f"Weekly OTC volume of {symbol} by venue",
+        legend_width=90,
+    )
+
+
+def stacked_bars_svg(
+    columns: list[tuple[str, str, dict[str, int]]],
+    series: list[tuple[str, str]],
+    *,
+    svg_id: str,
+    aria_label: str,
+    label_every: int = 1,
+    legend_width: int = 130,
+    width: int = 720,
+    height: int = 220,
+) -> str:
+    """Stacked bars: `columns` are (axis label, tooltip prefix, value per series name)."""
     left, bottom, top = 40, 30, 24
     plot_h = height - bottom - top
-    peak = max((sum(h["counts"].values()) for h in hourly), default=0) or 1
-    slot = (width - left - 10) / max(len(hourly), 1)
+    peak = max((sum(c[2].values()) for c in columns), default=0) or 1
+    slot = (width - left - 10) / max(len(columns), 1)
     bars = []
-    for i, h in enumerate(hourly):
+    for i, (_, tip, values) in enumerate(columns):
         x = left + i * slot + 1
         y = top + plot_h
-        for status, colour in OUTCOMES:
-            n = h["counts"][status]
+        for name, colour in series:
+            n = values.get(name, 0)
             if not n:
                 continue
             bar_h = plot_h * n / peak
@@ -129,29 +206,27 @@ def outcome_chart_svg(hourly: list[dict], *, width: int = 720, height: int = 220
                     f"{slot - 2:.1f}",
                     f"{bar_h:.1f}",
                     colour,
-                    f"{timezone.localtime(h['hour']):%H:00} {status}: {n}",
+                    f"{tip} {name}: {n}",
                 )
             )
     labels = [
-        (
-            f"{left + i * slot + slot / 2:.1f}",
-            f"{height - 12}",
-            f"{timezone.localtime(h['hour']):%H}",
-        )
-        for i, h in enumerate(hourly)
-        if i % 3 == 0
+        (f"{left + i * slot + slot / 2:.1f}", f"{height - 12}", label)
+        for i, (label, _, _) in enumerate(columns)
+        if i % label_every == 0
     ]
     legend = [
-        (f"{left + i * 130}", colour, f"{left + i * 130 + 16}", status)
-        for i, (status, colour) in enumerate(OUTCOMES)
+        (f"{left + i * legend_width}", colour, f"{left + i * legend_width + 16}", name)
+        for i, (name, colour) in enumerate(series)
     ]
     return format_html(
-        '<svg id="chart-hourly" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        'viewBox="0 0 {w} {h}" role="img" aria-label="Executions per hour by outcome">'
+        '<svg id="{svg_id}" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" role="img" aria-label="{aria}">'
         '<text x="4" y="{ty}" font-size="11">{peak}</text>'
         '<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#999"/>'
         '<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#999"/>'
         "{bars}{labels}{legend}</svg>",
+        svg_id=svg_id,
+        aria=aria_label,
         w=width,
         h=height,
         ty=top + 4,

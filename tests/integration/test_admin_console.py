@@ -243,3 +243,69 @@ def test_dashboard_counts_and_chart(console, execution_in, dead_letter):
 
 def test_dashboard_needs_staff(client):
     assert client.get("/admin/dashboard/").status_code == 302  # to the login page
+
+
+def make_trades(rows):
+    from datetime import date
+
+    from otc.models import Trade
+
+    for week, symbol, venue, shares in rows:
+        Trade.objects.create(
+            week=date.fromisoformat(week),
+            tier="OTCE",
+            symbol=symbol,
+            venue_mpid=venue,
+            venue_name=f"{venue} ATS",
+            venue_type="ats",
+            shares=shares,
+            trades=shares // 100,
+        )
+
+
+def test_dashboard_charts_a_symbols_weekly_volume_by_venue(console):
+    make_trades(
+        [
+            ("2025-11-10", "AABB", "OTCN", 600),
+            ("2025-11-10", "AABB", "OTCX", 400),
+            ("2025-11-17", "AABB", "OTCN", 900),
+            ("2025-11-17", "ZZZZ", "OTCN", 50),
+        ]
+    )
+    response = console("viewer").get("/admin/dashboard/")
+
+    assert response.status_code == 200
+    assert response.context["symbol"] == "AABB"  # the top symbol of the latest week
+    assert response.context["symbols"] == ["AABB", "ZZZZ"]
+    page = response.content.decode()
+    assert 'id="chart-venues"' in page
+    assert "<title>week of 2025-11-10 OTCN: 600</title>" in page
+    assert "<title>week of 2025-11-10 OTCX: 400</title>" in page
+    assert "<title>week of 2025-11-17 OTCN: 900</title>" in page
+    assert "ZZZZ" not in page.split('id="chart-venues"')[1].split("</svg>")[0]
+
+
+def test_dashboard_venue_chart_for_a_chosen_symbol_and_an_unknown_one(console):
+    make_trades([("2025-11-17", "AABB", "OTCN", 900), ("2025-11-17", "ZZZZ", "OTCX", 50)])
+    client = console("viewer")
+
+    chosen = client.get("/admin/dashboard/", {"symbol": "zzzz", "tier": "OTCE"}).content.decode()
+    assert "<title>week of 2025-11-17 OTCX: 50</title>" in chosen
+
+    unknown = client.get("/admin/dashboard/", {"symbol": "NOPE"}).content.decode()
+    assert 'id="chart-venues"' not in unknown
+    assert "No OTC data loaded for NOPE." in unknown
+
+
+@pytest.mark.django_db
+def test_venue_chart_groups_venues_beyond_the_top_six_as_other():
+    from spine_project.dashboard import venue_volume
+
+    make_trades([("2025-11-17", "AABB", f"V{i}", 100 * (i + 1)) for i in range(8)])
+    columns, series = venue_volume("AABB")
+
+    assert [name for name, _ in series] == ["V7", "V6", "V5", "V4", "V3", "V2", "other"]
+    ((label, tip, values),) = columns
+    assert (label, tip) == ("11-17", "week of 2025-11-17")
+    assert values["other"] == 100 + 200  # V0 and V1
+    assert sum(values.values()) == sum(100 * (i + 1) for i in range(8))
