@@ -173,6 +173,17 @@ def venue_chart_svg(symbol: str, tier: str | None = None) -> str:
     )
 
 
+MAX_BAR_WIDTH = 48
+
+
+def _compact(n: int) -> str:
+    """1234567 -> 1.2M: the axis label must fit in the left margin."""
+    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            return f"{n / size:.1f}{suffix}"
+    return str(n)
+
+
 def stacked_bars_svg(
     columns: list[tuple[str, str, dict[str, int]]],
     series: list[tuple[str, str]],
@@ -190,8 +201,9 @@ def stacked_bars_svg(
     peak = max((sum(c[2].values()) for c in columns), default=0) or 1
     slot = (width - left - 10) / max(len(columns), 1)
     bars = []
+    bar_w = min(slot - 2, MAX_BAR_WIDTH)
     for i, (_, tip, values) in enumerate(columns):
-        x = left + i * slot + 1
+        x = left + i * slot + (slot - bar_w) / 2
         y = top + plot_h
         for name, colour in series:
             n = values.get(name, 0)
@@ -230,7 +242,7 @@ def stacked_bars_svg(
         w=width,
         h=height,
         ty=top + 4,
-        peak=peak,
+        peak=_compact(peak),
         left=left,
         top=top,
         base=top + plot_h,
