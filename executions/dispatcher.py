@@ -173,14 +173,19 @@ def submit(execution_id: UUID | str, *, actor: Actor | None = None) -> bool:
         log.info("execution.held", execution_id=str(execution_id), lane=row["lane"])
         return False
     delay = _delay_until(row["not_before"])
-    return _send(
-        execution_id,
-        frm=Status.PENDING,
-        kind="submitted",
-        actor=actor,
-        lane=row["lane"],
-        delay=delay,
-    )
+    try:
+        return _send(
+            execution_id,
+            frm=Status.PENDING,
+            kind="submitted",
+            actor=actor,
+            lane=row["lane"],
+            delay=delay,
+        )
+    except InvalidTransition:
+        # Another writer (a cancel, the reconciler, a second submit) moved it first: not an error
+        # for whoever asked for the submit, and nothing was sent.
+        return False
 
 
 def requeue(

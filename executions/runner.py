@@ -142,7 +142,9 @@ def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
                     to=Status.RUNNING,
                     kind="lease_takeover",
                     actor=actor,
-                    where=Q(lease_expires_at__lt=now),
+                    # An exhausted run is not taken over: the reconciler dead-letters it
+                    # (worker_lost), so a poison run that kills its worker stops at max_attempts.
+                    where=Q(lease_expires_at__lt=now, attempt__lt=F("max_attempts")),
                     **fields,
                 )
             except InvalidTransition:

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from executions import dispatcher
+from executions import dispatcher, metrics
 from executions.backends import get_backend
 from executions.dispatcher import DispatchResult
 from executions.errors import ExecutionNotFound, InvalidLane, InvalidTransition
@@ -57,6 +57,7 @@ def cancel(execution_id: UUID | str, *, actor: Actor) -> Execution:
             )
         except InvalidTransition:
             return cancel(execution_id, actor=actor)  # it moved on meanwhile: decide again
+        metrics.EXECUTIONS_COMPLETED.labels(execution.pipeline, Status.CANCELLED).inc()
         if execution.backend_run_id:
             transaction.on_commit(lambda: _withdraw(str(execution.id), execution.backend_run_id))
     elif execution.status == Status.RUNNING:

@@ -172,3 +172,20 @@ def test_queue_depths_and_health(local_backend):
     assert local_backend.queue_depths() == {"backfill": 1}
     assert local_backend.cancel("00000000-0000-0000-0000-000000000000", "") is True
     assert local_backend.queue_depths() == {}
+
+
+def cancelled_count(pipeline):
+    from executions import metrics
+
+    return metrics.EXECUTIONS_COMPLETED.labels(pipeline, "cancelled")._value.get()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_pending_execution_counts_it_as_cancelled(local_backend, actor):
+    services.set_lane_paused("normal", True, actor=actor)
+    execution = dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api").execution
+    before = cancelled_count("diagnostics.noop")
+
+    services.cancel(execution.id, actor=operator())
+
+    assert cancelled_count("diagnostics.noop") == before + 1

@@ -294,3 +294,24 @@ def test_submit_happens_after_commit(django_capture_on_commit_callbacks, recordi
     assert len(callbacks) == 1
     callbacks[0]()
     assert Execution.objects.filter(Q(pk=result.execution.pk), status=Status.QUEUED).exists()
+
+
+@pytest.mark.django_db
+def test_submit_that_loses_a_race_returns_false_and_sends_nothing(
+    make_execution, recording_backend, monkeypatch
+):
+    execution = make_execution()
+    real_delay = dispatcher._delay_until
+
+    def cancelled_meanwhile(not_before):
+        # A concurrent cancel lands between the submit's read and its compare-and-set.
+        Execution.objects.filter(pk=execution.pk).update(status=Status.CANCELLED)
+        return real_delay(not_before)
+
+    monkeypatch.setattr(dispatcher, "_delay_until", cancelled_meanwhile)
+
+    assert dispatcher.submit(execution.id) is False
+
+    execution.refresh_from_db()
+    assert execution.status == Status.CANCELLED
+    assert recording_backend.submitted == []

@@ -272,3 +272,19 @@ def test_params_that_no_longer_validate_fail_permanently(queued):
 def test_retry_policy_delays_grow_and_are_capped():
     policy = RetryPolicy(backoff_base_seconds=2, backoff_max_seconds=10, jitter=0)
     assert [policy.delay_for(n) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+
+
+@pytest.mark.django_db
+def test_an_expired_lease_on_the_last_attempt_is_left_to_the_reconciler(queued):
+    execution = queued("diagnostics.sleep", {"seconds": 0})
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Status.RUNNING,
+        attempt=3,
+        worker_id="dead",
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+
+    assert run_execution(execution.id, worker_id="w2") is None
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempt, execution.worker_id) == (Status.RUNNING, 3, "dead")
