@@ -3,6 +3,8 @@
 The pipelines in `otc.pipelines` call these; so do the demo command and the tests.
 """
 
+import pickle  # noqa: S403 - spools our own objects to a private temp file
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
@@ -12,7 +14,7 @@ from uuid import UUID
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from executions import dispatcher
@@ -53,7 +55,12 @@ def ingest_week(
     lines = connector.lines()
     if check_cancelled is not None:
         lines = _with_checks(lines, check_cancelled)
+    if connector.kind != "file":
+        # Fetch a remote source completely before the transaction opens: its paging, retries
+        # and rate-limit waits must not hold a write transaction (and SQLite's database lock).
+        lines = _spooled(lines)
     with transaction.atomic():
+        _lock_week(tier, week)
         summary = loader.land_and_normalize(
             lines,
             tier=tier,
@@ -90,6 +97,7 @@ def ingest_week(
 def recompute_metrics(*, tier: str, week: date) -> dict[str, Any]:
     """Recompute a tier-week's metrics from the normalized rows."""
     with transaction.atomic():
+        _lock_week(tier, week)
         rows = metrics.compute_week(tier, week)
     return {"tier": tier, "week": week.isoformat(), "metric_rows": rows}
 
@@ -154,13 +162,49 @@ def _dispatch_week(params: dict[str, Any], parent: Execution | None) -> Dispatch
 
 
 def _dispatch_ingest(params: dict[str, Any], parent: Execution | None) -> DispatchResult:
+    # Keyed by the backfill's own root: when the backfill is retried (say after a 429 half-way)
+    # the weeks it already dispatched come back as they are instead of running again.
+    key = None
+    if parent is not None:
+        root = parent.root_id or parent.id
+        key = f"otc.backfill:{root}:{params['tier']}:{params['venue_type']}:{params['week']}"
     return dispatcher.dispatch(
         "otc.ingest_week",
         params,
         lane=LaneName.BACKFILL,
         trigger_source=TriggerSource.SYSTEM,
         parent=parent,
+        idempotency_key=key,
     )
+
+
+def _lock_week(tier: str, week: date) -> None:
+    """Serialize writers of one tier-week (its ATS and non-ATS ingests, a recompute).
+
+    The metrics of a week read both venue types, so two concurrent ingests would each compute
+    from a snapshot without the other's rows and the later upsert would win with stale totals.
+    SQLite already serializes writers; PostgreSQL takes a transaction-scoped advisory lock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"otc:{tier}:{week}"])
+
+
+def _spooled(lines: Iterable[SourceLine]) -> Iterator[SourceLine]:
+    """Read every line now into a temporary file (memory stays flat); return their replay."""
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the replay below
+    count = 0
+    for line in lines:
+        pickle.dump(line, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        count += 1
+    spool.seek(0)
+
+    def replay() -> Iterator[SourceLine]:
+        with spool:
+            for _ in range(count):
+                yield pickle.load(spool)  # noqa: S301 - our own file, written just above
+
+    return replay()
 
 
 def _with_checks(lines: Iterable[SourceLine], check: Callable[[], None]) -> Iterator[SourceLine]:

@@ -77,3 +77,61 @@ def test_bad_backfill_params_are_refused(make_execution, params):
     with pytest.raises(InvalidParams):
         make_execution("otc.backfill", params)
     assert Execution.objects.count() == 0
+
+
+def test_a_retried_backfill_does_not_run_finished_weeks_again(run_pipeline, settings):
+    from django.utils import timezone
+
+    from executions.runner import run_execution
+
+    settings.SPINE_LANE_LIMITS = {"normal": 500, "backfill": 5}  # the backfill itself counts
+    first = run_pipeline("otc.backfill", BACKFILL)
+
+    # Four weeks were dispatched, then the lane was full: the backfill waits to retry.
+    assert (first.status, first.attempt) == (Status.QUEUED, 1)
+    done = Execution.objects.filter(pipeline="otc.ingest_week")
+    assert done.count() == 4
+    done.update(status=Status.COMPLETED)  # those four ingests finish meanwhile
+
+    settings.SPINE_LANE_LIMITS = {"normal": 500, "backfill": 50}
+    Execution.objects.filter(pk=first.pk).update(not_before=timezone.now())
+    run_execution(first.id)
+
+    first.refresh_from_db()
+    assert (first.status, first.attempt) == (Status.COMPLETED, 2)
+    assert (first.result["weeks"], first.result["dispatched"], first.result["already_active"]) == (
+        8,
+        4,
+        4,
+    )
+    ingests = Execution.objects.filter(pipeline="otc.ingest_week")
+    assert ingests.count() == 8
+    assert len({e.params["week"] for e in ingests}) == 8
+
+
+def test_a_remote_source_is_fetched_before_the_transaction_opens(db, monkeypatch):
+    from datetime import date
+
+    from django.db import connection
+
+    from otc import services
+    from otc.parser import SourceLine
+
+    seen_in_transaction = []
+
+    class FakeRemote:
+        kind = "finra_api"
+
+        def lines(self):
+            header = "OTC|SYM{}|Some Issuer|OTCN OTC LINK|OTCN|{}|{}|2025-12-15"
+            for n in range(1, 4):
+                # pytest-django's own test transaction is the outer block: count deeper levels
+                seen_in_transaction.append(len(connection.savepoint_ids))
+                yield SourceLine("api", n, header.format(n, 100 * n, n).encode())
+
+    summary = services.ingest_week(
+        tier="OTCE", week=date(2025, 11, 17), venue_type="ats", connector=FakeRemote()
+    )
+
+    assert summary["rows_loaded"] == 3
+    assert seen_in_transaction == [0, 0, 0]
