@@ -104,11 +104,11 @@ def test_cleanup_keeps_protected_rows_and_deletes_the_rest_in_batches(ledger):
     assert ExecutionEvent.objects.filter(execution_id=ledger["old_pending"]).count() == 1
 
     stats = {s.kind: (s.deleted_total, s.last_deleted) for s in CleanupStat.objects.all()}
-    assert stats == {"events": (5, 5), "executions": (4, 4)}
+    assert stats == {"events": (5, 5), "executions": (4, 4), "otc_raw": (0, 0)}
 
     # a second run finds nothing and the totals stay
     again = {r.kind: r.deleted for r in cleanup.run_cleanup()}
-    assert again == {"events": 0, "executions": 0}
+    assert again == {"events": 0, "executions": 0, "otc_raw": 0}
     assert (
         build_registry().get_sample_value("spine_cleanup_deleted_total", {"kind": "executions"})
         == 4
@@ -144,3 +144,31 @@ def test_unknown_kind_is_refused(db):
 
     with pytest.raises(CommandError, match="Unknown cleanup kinds"):
         call_command("spine_cleanup", "--kind", "nope", "--no-progress")
+
+
+def test_raw_otc_rows_are_kept_180_days(db):
+    from otc.models import RawTrade
+
+    now = timezone.now()
+    fields = {
+        "source": "file",
+        "source_name": "otc.csv",
+        "tier": "OTCE",
+        "venue_type": "ats",
+    }
+    for n, age in enumerate((181, 200, 179, 1), start=1):
+        RawTrade.objects.create(
+            **fields,
+            week="2025-11-17",
+            line_number=n,
+            raw_line=f"line {n}",
+            line_hash=f"h{n}",
+            captured_at=now - timedelta(days=age),
+        )
+
+    [dry] = cleanup.run_cleanup(kinds=["otc_raw"], dry_run=True)
+    assert (dry.days, dry.candidates, RawTrade.objects.count()) == (180, 2, 4)
+
+    [report] = cleanup.run_cleanup(kinds=["otc_raw"])
+    assert report.deleted == 2
+    assert sorted(RawTrade.objects.values_list("line_number", flat=True)) == [3, 4]
