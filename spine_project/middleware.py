@@ -5,11 +5,13 @@ import math
 import re
 import time
 import uuid
+from importlib import import_module
 
 import structlog
 from django.conf import settings
 from django.core.cache import cache
 from django.http import JsonResponse
+from rest_framework.authtoken.models import Token
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -94,11 +96,14 @@ def _count(key: str, window: int) -> int:
 
 
 def _client_key(request) -> str:
-    """Who is asking: the credential when one is sent (one budget per token or session,
-    whatever proxy is in front), else the client address."""
-    credential = request.headers.get("Authorization") or request.COOKIES.get(
-        settings.SESSION_COOKIE_NAME
-    )
-    if credential:
-        return "c:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
+    """Who is asking: a known API token or session (one budget each, whatever proxy is in front),
+    else the client address. An unknown credential counts against its address, so a flood with
+    made-up tokens cannot mint itself fresh budgets."""
+    keyword, _, token = (request.headers.get("Authorization") or "").strip().partition(" ")
+    token = token.strip()
+    if keyword.lower() == "token" and token and Token.objects.filter(key=token).exists():
+        return "t:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if session_key and import_module(settings.SESSION_ENGINE).SessionStore().exists(session_key):
+        return "s:" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
     return "ip:" + request.META.get("REMOTE_ADDR", "unknown")

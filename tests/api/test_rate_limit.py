@@ -61,3 +61,24 @@ def test_off_when_configured_so(settings, api_client_for):
 
     assert response.status_code == 200
     assert "X-RateLimit-Limit" not in response
+
+
+def test_made_up_tokens_share_their_address_budget(tight, client, db):
+    answers = [
+        client.get("/api/v1/lanes/", HTTP_AUTHORIZATION=f"Token made-up-{n}") for n in range(4)
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+
+
+def test_one_token_has_one_budget_however_it_is_spelled(tight, db):
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=User.objects.create_user("spelled")).key
+    from django.test import Client
+
+    client = Client()
+    spellings = [f"Token {token}", f"token {token}", f"Token  {token}", f"TOKEN {token}"]
+    answers = [client.get("/api/v1/lanes/", HTTP_AUTHORIZATION=s) for s in spellings]
+    assert [a["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert answers[-1].status_code == 429
