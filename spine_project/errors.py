@@ -50,3 +50,24 @@ def not_found(request, exception=None):
             status=404,
         )
     return page_not_found(request, exception)
+
+
+def server_error(request):
+    """500: JSON `{code, message, details}` under `/api/`, Django's own page elsewhere.
+
+    The message names the request id, which is on the logged traceback, and nothing else.
+    """
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as django_server_error
+
+    if request.path.startswith("/api/"):
+        request_id = getattr(request, "request_id", "")
+        return JsonResponse(
+            {
+                "code": "server_error",
+                "message": f"Internal error; quote request id {request_id} when reporting it.",
+                "details": {"request_id": request_id},
+            },
+            status=500,
+        )
+    return django_server_error(request)

@@ -5,6 +5,7 @@ Integrations switch on by environment variable; a missing required value fails a
 
 import re
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -149,14 +150,30 @@ REDIS_URL = env.str(
     "REDIS_URL", default=SPINE_BROKER_URL if SPINE_BROKER_URL.startswith("redis") else ""
 )
 
+# Network timeouts for the broker unless the URL sets its own: a hung broker must fail a send
+# (the execution stays `pending` for the reconciler) rather than hang the request that sent it.
+_REDIS_TIMEOUTS = {"socket_connect_timeout": "5", "socket_timeout": "10"}
+_AMQP_TIMEOUTS = {"socket_timeout": "10", "blocked_connection_timeout": "30"}
+
+
+def _with_query_defaults(url: str, defaults: dict[str, str]) -> str:
+    """`url` with `defaults` added to its query string where it does not set them."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    return urlunsplit(parts._replace(query=urlencode({**defaults, **query})))
+
+
 if SPINE_BROKER_URL.startswith(("redis://", "rediss://")):
-    _broker_class, _broker_options = "dramatiq.brokers.redis.RedisBroker", {"url": SPINE_BROKER_URL}
+    _broker_class, _broker_options = (
+        "dramatiq.brokers.redis.RedisBroker",
+        {"url": _with_query_defaults(SPINE_BROKER_URL, _REDIS_TIMEOUTS)},
+    )
 elif SPINE_BROKER_URL.startswith(("amqp://", "amqps://")):
     _broker_class, _broker_options = (
         "dramatiq.brokers.rabbitmq.RabbitmqBroker",
         # Publisher confirms: a send that RabbitMQ did not take raises, so the dispatcher leaves
         # the execution `pending` for the reconciler instead of believing it queued.
-        {"url": SPINE_BROKER_URL, "confirm_delivery": True},
+        {"url": _with_query_defaults(SPINE_BROKER_URL, _AMQP_TIMEOUTS), "confirm_delivery": True},
     )
 elif SPINE_BROKER_URL:
     raise ImproperlyConfigured(
@@ -186,6 +203,8 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "spine",
             "TIMEOUT": 300,
+            # A hung cache must not hang requests (the rate limiter fails open on an error).
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
 else:

@@ -28,3 +28,4 @@ admin.site.site_header = "Market Spine operations"
 admin.site.site_title = "Market Spine"
 
 handler404 = "spine_project.errors.not_found"  # JSON under /api/, Django's page elsewhere
+handler500 = "spine_project.errors.server_error"

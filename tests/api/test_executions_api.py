@@ -274,3 +274,22 @@ def test_unknown_api_route_is_json_404(operator, settings):
 
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+def test_an_unexpected_error_under_the_api_is_json_with_the_request_id(operator, monkeypatch):
+    from executions.api import views
+
+    def broken(self, request, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(views.ExecutionViewSet, "list", broken)
+    operator.raise_request_exception = False
+
+    response = operator.get("/api/v1/executions/", HTTP_X_REQUEST_ID="req-500")
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "code": "server_error",
+        "message": "Internal error; quote request id req-500 when reporting it.",
+        "details": {"request_id": "req-500"},
+    }
