@@ -8,15 +8,13 @@ the schedule and its fire time, so two schedulers can never fire the same run tw
 Missed fires (the scheduler was down) are coalesced: one run, then the next time after now.
 """
 
-import functools
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
 import structlog
 from croniter import croniter
 from django.conf import settings
@@ -24,6 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from executions import dispatcher
+from executions.calendar import is_trading_day
 from executions.errors import DomainError, InvalidSchedule, KeyBusy
 from executions.models import (
     ACTIVE_STATUSES,
@@ -49,16 +48,6 @@ class Fire:
     fire_at: datetime
     outcome: str
     execution_id: str | None = None
-
-
-@functools.cache
-def _nyse_holidays(year: int) -> holidays.HolidayBase:
-    return holidays.financial_holidays("NYSE", years=year)
-
-
-def is_trading_day(day: date) -> bool:
-    """A weekday that is not an NYSE holiday."""
-    return day.weekday() < 5 and day not in _nyse_holidays(day.year)
 
 
 def validate(schedule: Schedule) -> None:

@@ -1,10 +1,8 @@
 """Trading weeks: NYSE trading days (the `holidays` package's NYSE calendar) and publication lag."""
 
-import functools
 from datetime import date, timedelta
 
-import holidays
-
+from executions.calendar import is_trading_day
 from otc.models import Tier
 
 # FINRA publishes Tier 1 weeks about 2 weeks after the week, Tier 2 and OTC about 4 (SPEC §5).
@@ -13,16 +11,6 @@ PUBLICATION_LAG = {
     Tier.T2: timedelta(weeks=4),
     Tier.OTCE: timedelta(weeks=4),
 }
-
-
-@functools.lru_cache(maxsize=64)
-def _nyse_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.financial_holidays("NYSE", years=year))
-
-
-def is_trading_day(day: date) -> bool:
-    """A weekday on which the NYSE is open."""
-    return day.weekday() < 5 and day not in _nyse_holidays(day.year)
 
 
 def trading_days(week: date) -> int:
