@@ -10,7 +10,7 @@ PORT   ?= 8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint arch pytest bench clean manifests
+.PHONY: help venv run test lint arch security pytest bench clean manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ venv: $(STAMP) ## create .venv and install pinned dependencies
 run: $(STAMP) ## set up the embedded database, load sample data, serve on $(HOST):$(PORT)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py spine_demo --host $(HOST) --port $(PORT)
 
-test: lint arch pytest ## lint, architecture checks and the test suite
+test: lint arch security pytest ## lint, architecture checks, security gates and the test suite
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
@@ -35,6 +35,12 @@ lint: $(STAMP) ## ruff
 
 arch: $(STAMP) ## import-linter layering contracts (the AST rules run with pytest)
 	$(BIN)/lint-imports
+
+# --- security gates (issue 8): bandit fails on any high-severity finding; pip-audit is opt-in
+# (SPINE_PIP_AUDIT=1) and skips itself when its service is unreachable.
+security: $(STAMP) ## bandit (no high findings) and, where reachable, pip-audit
+	$(BIN)/bandit -q -c pyproject.toml -r executions dlq otc spine_project scripts manage.py --severity-level high
+	$(BIN)/python scripts/pip_audit_gate.py
 
 pytest: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/pytest $(PYTEST_ARGS)

@@ -32,7 +32,9 @@ TIER_DESCRIPTIONS = {Tier.T1: "NMS Tier 1", Tier.T2: "NMS Tier 2", Tier.OTCE: "O
 # Column limits of the tables (otc.models); longer values are rejected, not truncated.
 MAX_LENGTHS = {"symbol": 20, "mpid": 10, "issue_name": 300, "venue_name": 300}
 _BIGINT_MAX = 2**63 - 1
-_INTEGER = re.compile(r"^[+-]?\d+$")
+# ASCII digits only (`\d` would take "٣" or "３"), and few enough to fit a bigint: int() of a
+# longer string is slow, and past 4,300 digits it raises instead of answering.
+_INTEGER = re.compile(r"[+-]?0*([0-9]{1,19})")
 
 # The staging table's columns, in the order `stage_rows` yields them.
 STAGE_COLUMNS = (
@@ -160,9 +162,10 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date):
             )
     volumes = []
     for label, value in (("totalWeeklyShareQuantity", shares), ("totalWeeklyTradeCount", trades)):
-        if not _INTEGER.match(value) or abs(int(value)) > _BIGINT_MAX:
+        digits = _INTEGER.fullmatch(value)
+        number = int(digits[1]) * (-1 if value[0] == "-" else 1) if digits else None
+        if number is None or abs(number) > _BIGINT_MAX:
             return None, (RejectReason.NON_NUMERIC_VOLUME, f"{label} is {value[:40]!r}")
-        number = int(value)
         if number < 0:
             return None, (RejectReason.NEGATIVE_VOLUME, f"{label} is {number}")
         volumes.append(number)

@@ -286,6 +286,9 @@ if _rate != "0" and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", _rate):
 SPINE_RATE_LIMIT = None if _rate == "0" else tuple(int(n) for n in _rate.split("/"))
 SPINE_RATE_LIMIT_EXEMPT = ("/health/", "/metrics", "/static/")
 
+# --- Hardening (issue 8): an unknown ?format= is a 400, like any other bad query parameter -------
+REST_FRAMEWORK["DEFAULT_CONTENT_NEGOTIATION_CLASS"] = "spine_project.negotiation.ContentNegotiation"
+
 # --- Logging -------------------------------------------------------------------------------------
 
 SPINE_LOG_FORMAT = env.str("SPINE_LOG_FORMAT", default="console" if DEBUG else "json")

@@ -3,13 +3,13 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from dlq import services
 from dlq.api.filters import DeadLetterFilter
 from dlq.api.serializers import DeadLetterSerializer, ReplaySerializer, ResolveSerializer
 from dlq.models import DeadLetter
+from executions.api.pagination import CursorPagination
 from executions.api.permissions import ActionPermission
 from executions.api.serializers import error_responses
 from executions.api.views import api_actor

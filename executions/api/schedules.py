@@ -7,10 +7,10 @@ One module (serializer, view set, routes) rather than spreading into the API's s
 from django.urls import include, path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
 from executions import scheduler
+from executions.api.pagination import CursorPagination
 from executions.api.serializers import error_responses
 from executions.models import Schedule
 

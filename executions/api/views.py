@@ -8,11 +8,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from executions import dispatcher, services
 from executions.api.filters import ExecutionFilter
+from executions.api.pagination import CursorPagination
 from executions.api.permissions import ActionPermission
 from executions.api.serializers import (
     EventSerializer,
@@ -55,7 +55,8 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     filterset_class = ExecutionFilter
     pagination_class = NewestFirst
     permission_classes = [ActionPermission]
-    lookup_value_regex = "[0-9a-fA-F-]{32,36}"
+    # a UUID, with or without dashes: anything else is a 404 before any view code runs
+    lookup_value_regex = "[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}"
     action_permissions = {
         "list": "executions.view_execution",
         "retrieve": "executions.view_execution",

@@ -3,11 +3,12 @@
 from django.db.models import Count, Max, Sum
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
-from rest_framework.pagination import CursorPagination, LimitOffsetPagination
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework_csv.renderers import PaginatedCSVRenderer
 
+from executions.api.pagination import CursorPagination
 from executions.api.serializers import error_responses
 from otc.api import filters, serializers
 from otc.models import MetricsDaily, RejectedRow, Trade

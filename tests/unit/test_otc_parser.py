@@ -62,6 +62,22 @@ def test_a_bad_line_is_rejected_with_its_reason(line, reason):
     assert row["reject_detail"]
 
 
+@pytest.mark.parametrize(
+    "volume",
+    ["٣٣", "１２", "9" * 20, "9" * 5000, "1e3", "0x10", "1_000"],
+    ids=["arabic-indic", "fullwidth", "past-bigint", "past-int-digit-limit", "exp", "hex", "us"],
+)
+def test_a_volume_that_is_not_ascii_digits_fitting_a_bigint_is_rejected(volume):
+    # found by tests/fuzz: non-ASCII digits used to load, 4,301+ digits used to crash the ingest
+    (row,) = parse(f"OTC|AABB|Asia|OTCX ATS|OTCX|{volume}|3|2025-12-15\n".encode())
+    assert (row["reject_reason"], row["shares"]) == ("non_numeric_volume", None)
+
+
+def test_leading_zeros_are_a_number_however_many():
+    (row,) = parse(b"OTC|AABB|Asia|OTCX ATS|OTCX|" + b"0" * 5000 + b"42|+007|2025-12-15\n")
+    assert (row["reject_reason"], row["shares"], row["trades"]) == (None, 42, 7)
+
+
 def test_a_missing_publication_date_loads_without_one():
     (row,) = parse(b"OTC|AABB|Asia|OTCX ATS|OTCX|40313|3|\n")
     assert (row["reject_reason"], row["shares"], row["publication_date"]) == (None, 40313, None)
