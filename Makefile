@@ -46,7 +46,7 @@ pytest: $(STAMP)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks (tests/benchmarks), printed and written to bench-results/
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} SPINE_LOG_LEVEL=$${SPINE_LOG_LEVEL:-WARNING} $(BIN)/python -m pytest tests/benchmarks -p no:cacheprovider -o addopts="" -s $(PYTEST_ARGS)
 
 manifests: $(STAMP) ## re-render deploy/k8s/ from the Helm chart
 	$(BIN)/python scripts/render_manifests.py

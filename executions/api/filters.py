@@ -33,7 +33,9 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 class ExecutionFilter(django_filters.FilterSet):
     """`?status=failed&status=dead_lettered&pipeline=…&lane=…&trigger_source=…&created_after=…`"""
 
-    status = django_filters.MultipleChoiceFilter(choices=Status.choices)
+    # distinct=False: a status is a column of the row, so no join can repeat it; the default
+    # SELECT DISTINCT made PostgreSQL sort every matching row (300 ms over 1M, `make bench`)
+    status = django_filters.MultipleChoiceFilter(choices=Status.choices, distinct=False)
     pipeline = django_filters.CharFilter()
     lane = django_filters.ChoiceFilter(choices=LaneName.choices)
     trigger_source = django_filters.ChoiceFilter(choices=TriggerSource.choices)

@@ -75,3 +75,20 @@ def test_a_created_range_is_read_in_utc_and_out_of_range_is_a_400(
         assert list(response.json()["details"]) == ["created_after"]
     else:
         assert len(response.json()["results"]) == count
+
+
+def test_a_status_filter_reads_one_page_without_distinct(operator, make_execution):
+    # found by `make bench`: SELECT DISTINCT over every matching row cost 300 ms at 1M executions
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_execution()
+    with CaptureQueriesContext(connection) as queries:
+        response = operator.get("/api/v1/executions/", {"status": ["pending", "failed"]})
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 1
+    listing = [q["sql"] for q in queries.captured_queries if "executions_execution" in q["sql"]]
+    assert len(listing) == 1
+    assert "DISTINCT" not in listing[0]
+    assert "LIMIT 51" in listing[0]

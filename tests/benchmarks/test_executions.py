@@ -1,0 +1,188 @@
+"""Executions on Dramatiq and Redis against bare Dramatiq (SPEC §11).
+
+- dispatch rate: `dispatcher.dispatch()` (row, event, after-commit send, `queued`) against a bare
+  `broker.enqueue()` of a message, one thread each, no worker running;
+- end to end: N `diagnostics.noop` dispatched and run by `spine_worker` until the ledger says
+  completed, against N bare no-op messages sent and processed by a plain Dramatiq worker with the
+  same processes and threads on the same Redis;
+- start latency (created -> started) p50 and p99, under that flood (heavy) and one at a time
+  (light), against the bare message's sent -> processed time.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from executions import dispatcher
+from executions.models import Execution, Status
+from tests.benchmarks.conftest import ROOT, percentile
+from tests.integration.conftest import redis_stack, wait_for  # noqa: F401 (a fixture)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+PROCESSES, THREADS = 2, 4
+DISPATCHES = int(os.environ.get("SPINE_BENCH_DISPATCHES", "1000"))
+FLOOD = int(os.environ.get("SPINE_BENCH_FLOOD", "2000"))
+LIGHT = int(os.environ.get("SPINE_BENCH_LIGHT", "100"))
+LIGHT_GAP = 0.03
+
+
+@pytest.fixture
+def stack(redis_stack, settings):  # noqa: F811 (the imported fixture)
+    settings.SPINE_LANE_LIMITS = {"normal": 10**7, "backfill": 10**7}
+    settings.SPINE_MAX_PENDING = 10**7
+    return redis_stack
+
+
+class BareWorker:
+    def __init__(self, stack):
+        self.stack = stack
+        self.latencies = f"{stack.prefix}:bare:latency"
+        env = {
+            **stack.env,
+            "BENCH_REDIS_URL": stack.broker_url,
+            "BENCH_QUEUE_PREFIX": stack.prefix,
+            "PYTHONPATH": str(ROOT),
+        }
+        self.log = open(stack.tmp_path / "bare-worker.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "tests.benchmarks.bare_actors"]
+            + ["--processes", str(PROCESSES), "--threads", str(THREADS)]
+            + ["--queues", f"{stack.prefix}.bare"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def send_bare(stack, count: int, gap: float = 0.0) -> None:
+    import dramatiq
+
+    broker = stack.backend.broker
+    for _ in range(count):
+        message = dramatiq.Message(
+            queue_name=f"{stack.prefix}.bare",
+            actor_name="noop",
+            args=(time.time(),),
+            kwargs={},
+            options={},
+        )
+        broker.enqueue(message)
+        if gap:
+            time.sleep(gap)
+
+
+def dispatch_noops(count: int, gap: float = 0.0) -> list:
+    ids = []
+    for _ in range(count):
+        ids.append(dispatcher.dispatch("diagnostics.noop", {}, trigger_source="cli").execution.id)
+        if gap:
+            time.sleep(gap)
+    return ids
+
+
+def wait_completed(ids, timeout=600) -> None:
+    wait_for(
+        lambda: Execution.objects.filter(pk__in=ids, status=Status.COMPLETED).count() == len(ids),
+        timeout=timeout,
+        interval=0.05,
+        what=f"{len(ids)} executions to complete",
+    )
+
+
+def start_latencies_ms(ids) -> list[float]:
+    rows = Execution.objects.filter(pk__in=ids).values_list("created_at", "started_at")
+    return [(started - created).total_seconds() * 1000 for created, started in rows]
+
+
+def test_executions_against_bare_dramatiq(stack, bench):
+    client = redis.Redis.from_url(stack.broker_url)
+    latencies_key = f"{stack.prefix}:bare:latency"
+
+    # --- dispatch rate: no worker runs, so nothing competes for the CPU ------------------------
+    started = time.perf_counter()
+    send_bare(stack, DISPATCHES)
+    bare_send = DISPATCHES / (time.perf_counter() - started)
+    started = time.perf_counter()
+    backlog = dispatch_noops(DISPATCHES)
+    spine_dispatch = DISPATCHES / (time.perf_counter() - started)
+    assert Execution.objects.filter(pk__in=backlog, status=Status.QUEUED).count() == DISPATCHES
+    bench.record(
+        "dispatch rate",
+        spine_dispatch,
+        "/s",
+        "bare broker.enqueue()",
+        bare_send,
+        ">= 0.25",
+        count=DISPATCHES,
+    )
+
+    # --- Spine end to end ----------------------------------------------------------------------
+    stack.worker("normal", processes=PROCESSES, threads=THREADS)
+    wait_completed(backlog)  # the dispatch benchmark's backlog, and the worker is warm
+    started = time.perf_counter()
+    flood = dispatch_noops(FLOOD)
+    wait_completed(flood)
+    spine_e2e = FLOOD / (time.perf_counter() - started)
+    heavy = start_latencies_ms(flood)
+    light_ids = dispatch_noops(LIGHT, gap=LIGHT_GAP)
+    wait_completed(light_ids)
+    light = start_latencies_ms(light_ids)
+    for proc in stack.procs:
+        proc.stop()
+
+    # --- bare Dramatiq end to end --------------------------------------------------------------
+    bare = BareWorker(stack)
+    try:
+        wait_for(
+            lambda: client.llen(latencies_key) >= DISPATCHES,
+            timeout=120,
+            what="the bare worker to drain its backlog",
+        )
+        client.delete(latencies_key)
+        started = time.perf_counter()
+        send_bare(stack, FLOOD)
+        wait_for(lambda: client.llen(latencies_key) >= FLOOD, timeout=600, what="bare flood")
+        bare_e2e = FLOOD / (time.perf_counter() - started)
+        bare_heavy = [float(v) * 1000 for v in client.lrange(latencies_key, 0, -1)]
+        client.delete(latencies_key)
+        send_bare(stack, LIGHT, gap=LIGHT_GAP)
+        wait_for(lambda: client.llen(latencies_key) >= LIGHT, timeout=60, what="bare light")
+        bare_light = [float(v) * 1000 for v in client.lrange(latencies_key, 0, -1)]
+    finally:
+        bare.stop()
+
+    workers = f"{PROCESSES} processes x {THREADS} threads"
+    bench.record(
+        "end-to-end executions",
+        spine_e2e,
+        "/s",
+        "bare Dramatiq no-op actor",
+        bare_e2e,
+        ">= 0.25",
+        count=FLOOD,
+        workers=workers,
+    )
+    for label, spine_ms, bare_ms in (("heavy", heavy, bare_heavy), ("light", light, bare_light)):
+        for q in (50, 99):
+            bench.record(
+                f"start latency {label} p{q}",
+                percentile(spine_ms, q),
+                "ms",
+                f"bare Dramatiq p{q}",
+                percentile(bare_ms, q),
+                count=len(spine_ms),
+                workers=workers,
+            )
