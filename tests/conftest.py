@@ -57,7 +57,7 @@ def amqp_url():
 
 
 @pytest.fixture
-def temp_pipeline_tx():
+def temp_pipeline():
     """Register throw-away pipelines for one test."""
     from executions.registry import PipelineSpec, registry
 

@@ -85,7 +85,7 @@ def test_cancel_a_running_execution_stops_the_handler_within_five_seconds(local_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cancel_interrupts_a_handler_that_ignores_its_context(local_backend, temp_pipeline_tx):
+def test_cancel_interrupts_a_handler_that_ignores_its_context(local_backend, temp_pipeline):
     stopped = []
 
     def stubborn(params, ctx):
@@ -95,7 +95,7 @@ def test_cancel_interrupts_a_handler_that_ignores_its_context(local_backend, tem
         finally:
             stopped.append(True)
 
-    temp_pipeline_tx("test.stubborn", stubborn)
+    temp_pipeline("test.stubborn", stubborn)
     execution = dispatcher.dispatch("test.stubborn", {}, trigger_source="api").execution
     wait_for(execution.id, statuses=[Status.RUNNING])
 

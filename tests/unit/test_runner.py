@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from dlq.models import DeadLetter
 from executions.errors import NotPublishedYet
 from executions.models import Execution, Status
-from executions.registry import PipelineSpec, RetryPolicy, registry
+from executions.registry import RetryPolicy
 from executions.runner import run_execution
 
 
@@ -20,19 +20,6 @@ def make_due(execution):
 
 def kinds(execution):
     return list(execution.events.order_by("id").values_list("kind", flat=True))
-
-
-@pytest.fixture
-def temp_pipeline():
-    names = []
-
-    def register(name, handler, **kwargs):
-        registry.register(PipelineSpec(name=name, handler=handler, **kwargs))
-        names.append(name)
-
-    yield register
-    for name in names:
-        registry.unregister(name)
 
 
 @pytest.mark.django_db
