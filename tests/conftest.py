@@ -157,12 +157,41 @@ def _fresh_rate_limit_budget():
         cache.clear()
 
 
+def ensure_role_groups():
+    """Recreate the role groups of the migrations if a transactional test's flush removed them.
+
+    A flush re-creates permissions (post_migrate) but not the groups a data migration made, so
+    a test running after a transactional one would otherwise see roles without permissions.
+    """
+    import importlib
+
+    from django.contrib.auth.models import Group, Permission
+
+    if Group.objects.filter(name__in=["viewer", "operator"]).count() == 2:
+        return
+    first = importlib.import_module("spine_project.migrations.0001_roles")
+    grants = {"viewer": list(first.VIEWER), "operator": list(first.OPERATOR)}
+    for name in ("0002_schedule_roles", "0003_otc_roles"):
+        for role, perms in importlib.import_module(
+            f"spine_project.migrations.{name}"
+        ).GRANTS.items():
+            grants[role] += perms
+    for role, perms in grants.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        for app_label, codename in perms:
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+
+
 @pytest.fixture
 def role_user(db):
-    """`role_user("operator")`: a user with that role (the groups come from the migration)."""
+    """`role_user("operator")`: a user with that role (the groups come from the migrations)."""
     from django.contrib.auth import get_user_model
 
     from spine_project.roles import assign_role
+
+    ensure_role_groups()
 
     def make(role, username=None, password="pw-for-tests-only"):  # noqa: S107
         user = get_user_model().objects.create_user(username or role, password=password)
