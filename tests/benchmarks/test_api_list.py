@@ -9,18 +9,14 @@ server answering `GET /health/live` to the same 32 clients.
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from django.db import connection
 
-from tests.benchmarks.conftest import ROOT, percentile
-from tests.e2e.conftest import database_url, free_port, reachable, wait_for
+from tests.benchmarks.conftest import percentile
+from tests.e2e.conftest import database_url, serve_api
 
 pytestmark = [pytest.mark.postgres]
 
@@ -81,7 +77,6 @@ async def load(base: str, token: str, paths: list[str], seconds: float) -> list[
 
 @pytest.fixture
 def server(transactional_db, postgres, tmp_path):
-    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SPINE_", "DJANGO_"))},
         "DATABASE_URL": database_url(connection.settings_dict),
@@ -92,24 +87,8 @@ def server(transactional_db, postgres, tmp_path):
         "SPINE_RATE_LIMIT": "0",
         "SPINE_LOG_LEVEL": "WARNING",
     }
-    log = tmp_path / "api.log"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "spine_project.wsgi"]
-        + ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: proc.poll() is not None or reachable(f"{base}/health/live"), 60, base)
-        assert proc.poll() is None, log.read_text()[-3000:]
+    with serve_api(env, tmp_path / "api.log", "--workers", "2", "--threads", "8") as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def test_api_list_p99_at_32_clients_with_a_million_executions(server, bench, role_user):

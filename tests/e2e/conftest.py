@@ -4,6 +4,7 @@ Both use the test database (committed data: the tests are transactional) and the
 broker. Each has its own PROMETHEUS_MULTIPROC_DIR, as separate pods would.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -50,6 +51,30 @@ def reachable(url: str) -> bool:
         return http("GET", url, timeout=2)[0] == 200
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def serve_api(env: dict, log: Path, *gunicorn_args: str):
+    """Run the API under gunicorn on a free 127.0.0.1 port; yield its base URL once healthy."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "spine_project.wsgi"]
+        + ["--bind", f"127.0.0.1:{port}", *gunicorn_args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is not None or reachable(f"{base}/health/live"), 60, base)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
 
 
 def database_url(settings_dict) -> str:

@@ -9,7 +9,6 @@ schema without credentials and requires a 401 that changed nothing.
 """
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from dlq.models import DeadLetter
 from executions.models import Execution, ExecutionEvent, Lane, Schedule
-from tests.e2e.conftest import database_url, free_port, reachable, wait_for
+from tests.e2e.conftest import database_url, serve_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -38,7 +37,6 @@ def live_api(transactional_db, tmp_path):
     """gunicorn with production settings on a free loopback port, against the test database."""
     from django.db import connection
 
-    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SPINE_", "DJANGO_"))},
         "DATABASE_URL": database_url(connection.settings_dict),
@@ -53,28 +51,8 @@ def live_api(transactional_db, tmp_path):
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "api.log"
-    proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "spine_project.wsgi", "--bind", f"127.0.0.1:{port}"]
-        + ["--workers", "1", "--threads", "4", "--timeout", "60"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: proc.poll() is not None or reachable(f"{base}/health/live"), 60, base)
-        assert proc.poll() is None, log.read_text()[-3000:]
+    with serve_api(env, log, "--workers", "1", "--threads", "4", "--timeout", "60") as base:
         yield base, log
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
 
 
 def admin_token() -> str:

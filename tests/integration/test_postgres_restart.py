@@ -7,22 +7,17 @@ cut retries with the same Idempotency-Key, as a client of the API should. Afterw
 has exactly one execution, every execution completed, and the API answers again at once.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from django.db import connection
 
 from executions.models import Execution, Status
-from tests.e2e.conftest import free_port, reachable
-from tests.integration.conftest import LEASE_SECONDS, RECONCILE_INTERVAL, ROOT, wait_for
+from tests.e2e.conftest import serve_api
+from tests.integration.conftest import LEASE_SECONDS, RECONCILE_INTERVAL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -84,29 +79,9 @@ class Client(threading.Thread):
 @pytest.fixture
 def api(redis_stack, tmp_path):
     """gunicorn for the stack: same database, broker and queue prefix as its workers."""
-    port = free_port()
-    log = tmp_path / "api.log"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "spine_project.wsgi"]
-        + ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "2"],
-        cwd=ROOT,
-        env={**redis_stack.env, "SPINE_RATE_LIMIT": "0"},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: proc.poll() is not None or reachable(f"{base}/health/live"),
-            timeout=60,
-            what="the API",
-        )
-        assert proc.poll() is None, log.read_text()[-3000:]
+    env = {**redis_stack.env, "SPINE_RATE_LIMIT": "0"}
+    with serve_api(env, tmp_path / "api.log", "--workers", "2", "--threads", "2") as base:
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def test_api_and_workers_recover_from_a_database_restart_under_load(redis_stack, api, role_user):
