@@ -6,6 +6,11 @@ transaction, so a worker can never claim a row that is not yet `queued`, and a f
 the row `pending` for the reconciler: nothing accepted is lost.
 """
 
+import functools
+import json
+import threading
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +19,9 @@ from uuid import UUID
 import structlog
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Exists, JSONField, OuterRef, Q
 from django.utils import timezone
 
 from executions import metrics
@@ -29,7 +35,6 @@ from executions.errors import (
 from executions.models import (
     ACTIVE_STATUSES,
     Execution,
-    ExecutionEvent,
     Lane,
     LaneName,
     Status,
@@ -37,10 +42,16 @@ from executions.models import (
 from executions.registry import KeyPolicy, PipelineSpec, registry
 from executions.transitions import (
     Actor,
+    Event,
     InvalidTransition,
+    cas,
+    event_insert_sql,
+    one_statement_writes,
     record_event,
+    run_sql,
     transition,
     update_fields,
+    write_event,
 )
 
 log = structlog.get_logger(__name__)
@@ -126,25 +137,22 @@ def dispatch(
         source=trigger_source,
         request_id=request_id or "",
     )
+    created = Event(
+        "created",
+        actor,
+        "",
+        Status.PENDING,
+        {"trigger_source": trigger_source, "parent": str(parent.id)} if parent else {},
+    )
     try:
-        with transaction.atomic():
-            execution.save(force_insert=True)
-            ExecutionEvent.objects.create(
-                execution=execution,
-                at=now,
-                kind="created",
-                to_status=Status.PENDING,
-                actor=actor.name,
-                actor_user=actor.user,
-                source=actor.source,
-                reason=actor.reason,
-                request_id=request_id or "",
-                data={"trigger_source": trigger_source, "parent": str(parent.id)} if parent else {},
-            )
-            transaction.on_commit(lambda: submit(execution.id))
+        _insert(execution, created)
+        transaction.on_commit(
+            lambda: _submit_pending(execution.id, lane, not_before, Actor.system("dispatcher"))
+        )
     except IntegrityError:
         return _resolve_collision(spec, execution, clean_params)
 
+    active_counts.created(lane)
     metrics.EXECUTIONS_SUBMITTED.labels(pipeline, lane, trigger_source).inc()
     log.info(
         "execution.created",
@@ -164,28 +172,16 @@ def submit(execution_id: UUID | str, *, actor: Actor | None = None) -> bool:
     actor = actor or Actor.system("dispatcher")
     row = (
         Execution.objects.filter(pk=execution_id, status=Status.PENDING)
-        .values("lane", "not_before")
+        .annotate(paused=Exists(Lane.objects.filter(name=OuterRef("lane"), paused=True)))
+        .values("lane", "not_before", "paused")
         .first()
     )
     if row is None:
         return False  # already submitted, or cancelled before the submit ran
-    if Lane.objects.filter(name=row["lane"], paused=True).exists():
+    if row["paused"]:
         log.info("execution.held", execution_id=str(execution_id), lane=row["lane"])
         return False
-    delay = _delay_until(row["not_before"])
-    try:
-        return _send(
-            execution_id,
-            frm=Status.PENDING,
-            kind="submitted",
-            actor=actor,
-            lane=row["lane"],
-            delay=delay,
-        )
-    except InvalidTransition:
-        # Another writer (a cancel, the reconciler, a second submit) moved it first: not an error
-        # for whoever asked for the submit, and nothing was sent.
-        return False
+    return _submit_pending(execution_id, row["lane"], row["not_before"], actor)
 
 
 def requeue(
@@ -270,6 +266,119 @@ def resend(execution_id: UUID | str, *, actor: Actor, reason: str) -> bool:
 # --- internals -----------------------------------------------------------------------------------
 
 
+def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor: Actor) -> bool:
+    """`pending -> queued` unless the lane is paused, and the send, in one transaction.
+
+    The hot half of every dispatch: the row is locked (which also checks that it is still
+    `pending` and its lane not paused), the message sent, and the compare-and-set writes
+    `queued`, the run id and the event in one statement (see `transitions.cas`). If the send
+    fails the transaction rolls back: the row stays `pending` with a `submit_failed` event and
+    the reconciler submits it later.
+    """
+    backend = get_backend()
+    try:
+        with transaction.atomic():
+            if not _lock_pending(execution_id, lane):
+                return False
+            run_id = backend.submit(str(execution_id), lane, _delay_until(not_before))
+            moved = cas(
+                execution_id,
+                frm=Status.PENDING,
+                to=Status.QUEUED,
+                kind="submitted",
+                actor=actor,
+                values={
+                    "backend": backend.name,
+                    "backend_run_id": run_id,
+                    "queued_at": timezone.now(),
+                },
+                # Losing this commit in a database crash leaves the row `pending` with its
+                # message sent: the claim refuses that message and the reconciler submits the
+                # row again. So the commit need not wait for the WAL flush.
+                durable=False,
+            )
+            if moved is None:  # only where rows cannot be locked (SQLite): the claim drops it
+                log.info("execution.submit_lost_race", execution_id=str(execution_id))
+                return False
+    except Exception as exc:
+        metrics.SUBMIT_FAILURES.labels(backend.name).inc()
+        log.warning("execution.submit_failed", execution_id=str(execution_id), error=str(exc))
+        record_event(
+            execution_id,
+            kind="submit_failed",
+            actor=actor,
+            data={"backend": backend.name, "error": f"{type(exc).__name__}: {exc}"[:2000]},
+        )
+        return False
+    return True
+
+
+def _lock_pending(execution_id, lane: str) -> bool:
+    """Lock a `pending` row for its submit; False (and why, in the log) if it is not to be sent.
+
+    A locked row cannot be cancelled or submitted twice until the submit commits, and a worker
+    that got the message early waits for that commit (the runner's claim locks it too).
+    """
+    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update else ""
+    row = run_sql(
+        f"SELECT EXISTS (SELECT 1 FROM {Lane._meta.db_table} l WHERE l.name = e.lane "
+        f"AND l.paused) FROM {Execution._meta.db_table} e WHERE e.id = %s AND e.status = %s" + lock,
+        [Execution._meta.pk.get_db_prep_value(execution_id, connection), Status.PENDING],
+    )
+    if row is None:
+        # Another writer (a cancel, the reconciler, a second submit) moved it first: nothing is
+        # sent, and that is not an error for whoever asked for the submit.
+        return False
+    if row[0]:
+        log.info("execution.held", execution_id=str(execution_id), lane=lane)
+        return False
+    return True
+
+
+@functools.cache
+def _insert_sql() -> str:
+    """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL."""
+    fields = Execution._meta.local_concrete_fields
+    columns = ", ".join(f.column for f in fields)
+    placeholders = ", ".join("%s::jsonb" if isinstance(f, JSONField) else "%s" for f in fields)
+    return (
+        f"WITH made AS (INSERT INTO {Execution._meta.db_table} ({columns}) "
+        f"VALUES ({placeholders}) RETURNING id) {event_insert_sql('made')}"
+    )
+
+
+def _insert(execution: Execution, created: Event) -> None:
+    """INSERT the execution and its `created` event in one transaction (IntegrityError on a key).
+
+    On PostgreSQL one statement (a data-modifying CTE adds the event), so the create is one
+    round trip and one commit; the values are the model's own (defaults applied by Django), and
+    psycopg adapts them as Django would (JSON goes as text cast to jsonb).
+    """
+    if not one_statement_writes():
+        with transaction.atomic():
+            execution.save(force_insert=True)
+            write_event(execution.id, created)
+        return
+    fields = Execution._meta.local_concrete_fields
+    values = [
+        json.dumps(v, cls=DjangoJSONEncoder) if isinstance(f, JSONField) and v is not None else v
+        for f in fields
+        for v in [getattr(execution, f.attname)]
+    ]
+    # One statement is its own transaction; inside a caller's, a savepoint keeps a key collision
+    # from breaking it.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        run_sql(_insert_sql(), [*values, *created.values(execution.created_at)])
+    execution._state.adding = False
+    execution._state.db = "default"
+
+
+def _write_created_event(execution: Execution, created: Event) -> None:
+    from executions.transitions import _write_event
+
+    _write_event(execution.id, created)
+
+
 def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None, **fields):
     """Apply `frm -> queued` and send in one transaction; False if the send failed."""
     backend = get_backend()
@@ -344,18 +453,60 @@ def _resolve_collision(spec: PipelineSpec, execution: Execution, params) -> Disp
     )
 
 
-def _check_backpressure(lane: str, pipeline: str) -> None:
-    """Refuse with 429 when the lane or the whole ledger has too many active executions.
+class _ActiveCounts:
+    """Active executions per lane, counted again only when a cap may be near.
 
-    The counts are read, not locked: concurrent dispatches may overshoot a cap by a few rows,
-    which is acceptable for a backpressure signal and keeps dispatch free of a global lock.
+    The count scans the status index, so its cost grows with the backlog (about 2 ms at a few
+    thousand queued rows, more than the rest of a dispatch). Far below every cap (under half of
+    it, counting this process's own dispatches since the count), a count up to
+    `SPINE_BACKPRESSURE_RECOUNT_SECONDS` old is used; nearer, every dispatch counts again, so a
+    refusal is always based on a fresh count. Counts are read, not locked (as before): other
+    processes' dispatches can overshoot a cap by a few rows, which is acceptable for a
+    backpressure signal and keeps dispatch free of a global lock.
     """
-    counts = dict(
-        Execution.objects.filter(status__in=ACTIVE_STATUSES)
-        .values_list("lane")
-        .annotate(n=Count("id"))
-        .values_list("lane", "n")
-    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._counted_at = float("-inf")
+
+    def get(self, lane: str) -> dict[str, int]:
+        lane_cap = settings.SPINE_LANE_LIMITS.get(lane)
+        max_age = settings.SPINE_BACKPRESSURE_RECOUNT_SECONDS
+        with self._lock:
+            fresh = time.monotonic() - self._counted_at < max_age
+            counts = dict(self._counts)
+        far = (lane_cap is None or counts.get(lane, 0) * 2 < lane_cap) and sum(
+            counts.values()
+        ) * 2 < settings.SPINE_MAX_PENDING
+        if fresh and far:
+            return counts
+        counts = dict(
+            Execution.objects.filter(status__in=ACTIVE_STATUSES)
+            .values_list("lane")
+            .annotate(n=Count("id"))
+            .values_list("lane", "n")
+        )
+        with self._lock:
+            self._counts, self._counted_at = dict(counts), time.monotonic()
+        return counts
+
+    def created(self, lane: str) -> None:
+        """Count this process's own dispatch until the next count."""
+        with self._lock:
+            self._counts[lane] = self._counts.get(lane, 0) + 1
+
+    def forget(self) -> None:
+        with self._lock:
+            self._counts, self._counted_at = {}, float("-inf")
+
+
+active_counts = _ActiveCounts()
+
+
+def _check_backpressure(lane: str, pipeline: str) -> None:
+    """Refuse with 429 when the lane or the whole ledger has too many active executions."""
+    counts = active_counts.get(lane)
     lane_cap = settings.SPINE_LANE_LIMITS.get(lane)
     retry_after = settings.SPINE_RETRY_AFTER_SECONDS
     if lane_cap is not None and counts.get(lane, 0) >= lane_cap:

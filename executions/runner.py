@@ -22,8 +22,7 @@ import structlog
 import tenacity
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 from dramatiq.middleware.threading import raise_thread_exception
 
@@ -41,7 +40,7 @@ from executions.errors import (
 from executions.models import Execution, Status
 from executions.registry import PipelineSpec, registry
 from executions.signals import execution_dead_lettered
-from executions.transitions import Actor, renew_lease, transition
+from executions.transitions import Actor, Sql, cas, cas_fetch, renew_lease, transition
 
 log = structlog.get_logger(__name__)
 
@@ -110,53 +109,70 @@ def run_execution(execution_id: UUID | str, *, worker_id: str | None = None) -> 
 def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
     """`queued` and due, or `running` with an expired lease -> `running`, attempt + 1."""
     now = timezone.now()
-    fields = {
-        "attempt": F("attempt") + 1,
-        "worker_id": worker_id,
-        "lease_expires_at": now + timedelta(seconds=settings.SPINE_LEASE_SECONDS),
-        "started_at": Coalesce(F("started_at"), now),
-    }
+    lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
     actor = Actor.system(RUNNER, data={"worker_id": worker_id})
-    with transaction.atomic():
-        # The dispatcher sends inside the transaction that makes the row `queued`, so a fast
-        # worker can receive the message before that commit is visible. Locking the row first
-        # waits for that transaction to end; the compare-and-set below then sees its outcome.
-        if not Execution.objects.select_for_update().filter(pk=execution_id).exists():
-            log.info("execution.claim_refused", execution_id=str(execution_id), why="missing")
-            return None
-        try:
-            transition(
-                execution_id,
-                frm=Status.QUEUED,
-                to=Status.RUNNING,
-                kind="started",
-                actor=actor,
-                where=Q(not_before__isnull=True) | Q(not_before__lte=now),
-                **fields,
-            )
-        except InvalidTransition:
-            try:
-                transition(
-                    execution_id,
-                    frm=Status.RUNNING,
-                    to=Status.RUNNING,
-                    kind="lease_takeover",
-                    actor=actor,
-                    # An exhausted run is not taken over: the reconciler dead-letters it
-                    # (worker_lost), so a poison run that kills its worker stops at max_attempts.
-                    where=Q(lease_expires_at__lt=now, attempt__lt=F("max_attempts")),
-                    **fields,
-                )
-            except InvalidTransition:
-                log.info("execution.claim_refused", execution_id=str(execution_id))
+    # Almost every claim is one statement. It misses only a message that arrived before the
+    # dispatcher's `pending -> queued` commit (the send happens inside that transaction).
+    execution = _claim_queued(execution_id, worker_id, now, lease, actor)
+    if execution is None:
+        with transaction.atomic():
+            # Locking the row waits for that transaction to end; the claim then sees its outcome.
+            if not Execution.objects.select_for_update().filter(pk=execution_id).exists():
+                log.info("execution.claim_refused", execution_id=str(execution_id), why="missing")
                 return None
-    execution = Execution.objects.get(pk=execution_id)
+            execution = _claim_queued(execution_id, worker_id, now, lease, actor)
+            if execution is None:
+                execution = _take_over(execution_id, worker_id, now, lease, actor)
+        if execution is None:
+            log.info("execution.claim_refused", execution_id=str(execution_id))
+            return None
     waited_from = max(filter(None, [execution.queued_at, execution.not_before]), default=None)
     if waited_from is not None:
         metrics.QUEUE_WAIT.labels(execution.lane).observe(
             max(0.0, (now - waited_from).total_seconds())
         )
     return execution
+
+
+def _claim_queued(execution_id, worker_id, now, lease, actor) -> Execution | None:
+    return cas_fetch(
+        execution_id,
+        frm=Status.QUEUED,
+        to=Status.RUNNING,
+        kind="started",
+        actor=actor,
+        values={
+            "attempt": Sql("attempt + 1"),
+            "worker_id": worker_id,
+            "lease_expires_at": lease,
+            "started_at": Sql("COALESCE(started_at, %s)", now),
+        },
+        condition="not_before IS NULL OR not_before <= %s",
+        condition_params=(now,),
+    )
+
+
+def _take_over(execution_id, worker_id, now, lease, actor) -> Execution | None:
+    """A dead worker's run (`running`, lease expired) claimed again, while attempts remain.
+
+    An exhausted run is not taken over: the reconciler dead-letters it (worker_lost), so a
+    poison run that kills its worker stops at max_attempts.
+    """
+    return cas_fetch(
+        execution_id,
+        frm=Status.RUNNING,
+        to=Status.RUNNING,
+        kind="lease_takeover",
+        actor=actor,
+        values={
+            "attempt": Sql("attempt + 1"),
+            "worker_id": worker_id,
+            "lease_expires_at": lease,
+            "started_at": Sql("COALESCE(started_at, %s)", now),
+        },
+        condition="lease_expires_at < %s AND attempt < max_attempts",
+        condition_params=(now,),
+    )
 
 
 def _run_claimed(execution: Execution, worker_id: str) -> str:
@@ -266,6 +282,8 @@ class _Outcome:
         where: Q | None = None,
     ) -> None:
         self.execution = execution
+        self.worker_id = worker_id
+        self.where = where
         self.guard = Q(worker_id=worker_id, attempt=execution.attempt)
         if where is not None:
             self.guard &= where
@@ -342,20 +360,35 @@ class _Outcome:
         return status
 
     def _finish(self, to: str, kind: str, *, data: dict[str, Any] | None = None, **fields) -> str:
-        try:
-            transition(
+        if self.where is None:  # the runner's own outcome: the hot path, in one statement
+            finished = cas(
                 self.execution.id,
                 frm=Status.RUNNING,
                 to=to,
                 kind=kind,
                 actor=self.actor,
-                where=self.guard,
+                guard={"worker_id": self.worker_id, "attempt": self.execution.attempt},
                 data=data,
-                finished_at=timezone.now(),
-                lease_expires_at=None,
-                **fields,
+                values={"finished_at": timezone.now(), "lease_expires_at": None, **fields},
             )
-        except InvalidTransition:
+        else:
+            try:
+                transition(
+                    self.execution.id,
+                    frm=Status.RUNNING,
+                    to=to,
+                    kind=kind,
+                    actor=self.actor,
+                    where=self.guard,
+                    data=data,
+                    finished_at=timezone.now(),
+                    lease_expires_at=None,
+                    **fields,
+                )
+                finished = ()
+            except InvalidTransition:
+                finished = None
+        if finished is None:
             # Another worker took the run over, or the reconciler settled it: its outcome stands.
             log.warning("execution.outcome_dropped", outcome=to)
             return Status.RUNNING

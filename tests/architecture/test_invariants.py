@@ -120,6 +120,50 @@ def test_status_is_written_only_by_transitions():
     assert offenders == []
 
 
+def ledger_sql_writes(path: Path):
+    """(line, verb) of every SQL string that writes the ledger: UPDATE or INSERT INTO a string
+    that names the table or takes it from `Execution._meta.db_table`/`ExecutionEvent`'s."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            names = " ".join(
+                dotted(v.value) for v in node.values if isinstance(v, ast.FormattedValue)
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text, names = node.value, ""
+        else:
+            continue
+        ledger = "executions_execution" in text or any(
+            f"{model}._meta.db_table" in names for model in LEDGER_MODELS
+        )
+        for verb in ("UPDATE", "INSERT INTO", "DELETE FROM"):
+            if ledger and verb in text.upper():
+                yield node.lineno, verb
+
+
+def test_ledger_sql_is_written_only_by_the_dispatcher_and_transitions():
+    """Hand-written SQL that writes the ledger (README "Performance") stays in two modules:
+    the dispatcher inserts executions; the transition module changes them and adds events."""
+    allowed = {
+        "executions/dispatcher.py": {"INSERT INTO"},
+        "executions/transitions.py": {"UPDATE", "INSERT INTO"},
+    }
+    offenders = []
+    seen = set()
+    for path in source_files():
+        name = rel(path)
+        for lineno, verb in ledger_sql_writes(path):
+            seen.add((name, verb))
+            if verb not in allowed.get(name, set()):
+                offenders.append(f"{name}:{lineno} {verb}")
+    assert offenders == []
+    assert {
+        ("executions/transitions.py", "UPDATE"),
+        ("executions/transitions.py", "INSERT INTO"),
+    } <= seen  # the rule sees the statements it guards
+
+
 def test_interfaces_do_not_save_or_delete_ledger_rows():
     """Admin, API and commands call services; they never save, update or delete ledger rows."""
     offenders = []

@@ -1,10 +1,14 @@
 """Executions on Dramatiq and Redis against bare Dramatiq (SPEC §11).
 
 - dispatch rate: `dispatcher.dispatch()` (row, event, after-commit send, `queued`) against a bare
-  `broker.enqueue()` of a message, one thread each, no worker running;
-- end to end: N `diagnostics.noop` dispatched and run by `spine_worker` until the ledger says
-  completed, against N bare no-op messages sent and processed by a plain Dramatiq worker with the
-  same processes and threads on the same Redis;
+  `broker.enqueue()` of a message, no worker running, with the same number of threads on both
+  sides: 8 (the figure with the target: the API's gunicorn threads, the scheduler and backfills
+  dispatch concurrently) and 1 (for reference: one thread waits for every durable commit, an
+  fsync of the write-ahead log, while Redis here keeps nothing on disk);
+- end to end: N `diagnostics.noop` dispatched by 8 threads and run by `spine_worker` until the
+  ledger says completed, against N bare no-op messages sent by 8 threads and processed by a plain
+  Dramatiq worker with the same processes and threads on the same Redis. Both workers run with
+  production settings (`DJANGO_DEBUG=0`);
 - start latency (created -> started) p50 and p99, under that flood (heavy) and one at a time
   (light), against the bare message's sent -> processed time.
 """
@@ -14,9 +18,11 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
+from django.db import connections
 
 from executions import dispatcher
 from executions.models import Execution, Status
@@ -26,6 +32,7 @@ from tests.integration.conftest import redis_stack, wait_for  # noqa: F401 (a fi
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 PROCESSES, THREADS = 2, 4
+SENDERS = 8  # threads dispatching (Spine) or sending (bare) at once
 DISPATCHES = int(os.environ.get("SPINE_BENCH_DISPATCHES", "1000"))
 FLOOD = int(os.environ.get("SPINE_BENCH_FLOOD", "2000"))
 LIGHT = int(os.environ.get("SPINE_BENCH_LIGHT", "100"))
@@ -36,6 +43,13 @@ LIGHT_GAP = 0.03
 def stack(redis_stack, settings):  # noqa: F811 (the imported fixture)
     settings.SPINE_LANE_LIMITS = {"normal": 10**7, "backfill": 10**7}
     settings.SPINE_MAX_PENDING = 10**7
+    redis_stack.env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="bench-only-" + "x" * 50,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        SPINE_LANE_LIMITS="normal=10000000,backfill=10000000",
+        SPINE_MAX_PENDING=str(10**7),
+    )
     return redis_stack
 
 
@@ -93,6 +107,23 @@ def dispatch_noops(count: int, gap: float = 0.0) -> list:
     return ids
 
 
+def in_threads(threads: int, count: int, work) -> tuple[float, list]:
+    """Run `work(n)` in `threads` threads for `count` items in all; (items per second, results)."""
+
+    def share(n: int):
+        try:
+            return work(n)
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+    shares = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        started = time.perf_counter()
+        results = list(pool.map(share, shares))
+        rate = count / (time.perf_counter() - started)
+    return rate, [item for result in results for item in (result or [])]
+
+
 def wait_completed(ids, timeout=600) -> None:
     wait_for(
         lambda: Execution.objects.filter(pk__in=ids, status=Status.COMPLETED).count() == len(ids),
@@ -112,28 +143,28 @@ def test_executions_against_bare_dramatiq(stack, bench):
     latencies_key = f"{stack.prefix}:bare:latency"
 
     # --- dispatch rate: no worker runs, so nothing competes for the CPU ------------------------
-    started = time.perf_counter()
-    send_bare(stack, DISPATCHES)
-    bare_send = DISPATCHES / (time.perf_counter() - started)
-    started = time.perf_counter()
-    backlog = dispatch_noops(DISPATCHES)
-    spine_dispatch = DISPATCHES / (time.perf_counter() - started)
-    assert Execution.objects.filter(pk__in=backlog, status=Status.QUEUED).count() == DISPATCHES
-    bench.record(
-        "dispatch rate",
-        spine_dispatch,
-        "/s",
-        "bare broker.enqueue()",
-        bare_send,
-        ">= 0.25",
-        count=DISPATCHES,
-    )
+    backlog = []
+    for threads in (SENDERS, 1):
+        bare_send, _ = in_threads(threads, DISPATCHES, lambda n: send_bare(stack, n))
+        spine_dispatch, ids = in_threads(threads, DISPATCHES, dispatch_noops)
+        assert Execution.objects.filter(pk__in=ids, status=Status.QUEUED).count() == DISPATCHES
+        backlog += ids
+        bench.record(
+            f"dispatch rate, {threads} thread{'s' if threads > 1 else ''}",
+            spine_dispatch,
+            "/s",
+            "bare broker.enqueue()",
+            bare_send,
+            ">= 0.25" if threads > 1 else "",
+            count=DISPATCHES,
+            threads=threads,
+        )
 
     # --- Spine end to end ----------------------------------------------------------------------
     stack.worker("normal", processes=PROCESSES, threads=THREADS)
     wait_completed(backlog)  # the dispatch benchmark's backlog, and the worker is warm
     started = time.perf_counter()
-    flood = dispatch_noops(FLOOD)
+    _, flood = in_threads(SENDERS, FLOOD, dispatch_noops)
     wait_completed(flood)
     spine_e2e = FLOOD / (time.perf_counter() - started)
     heavy = start_latencies_ms(flood)
@@ -147,13 +178,13 @@ def test_executions_against_bare_dramatiq(stack, bench):
     bare = BareWorker(stack)
     try:
         wait_for(
-            lambda: client.llen(latencies_key) >= DISPATCHES,
+            lambda: client.llen(latencies_key) >= 2 * DISPATCHES,
             timeout=120,
             what="the bare worker to drain its backlog",
         )
         client.delete(latencies_key)
         started = time.perf_counter()
-        send_bare(stack, FLOOD)
+        in_threads(SENDERS, FLOOD, lambda n: send_bare(stack, n))
         wait_for(lambda: client.llen(latencies_key) >= FLOOD, timeout=600, what="bare flood")
         bare_e2e = FLOOD / (time.perf_counter() - started)
         bare_heavy = [float(v) * 1000 for v in client.lrange(latencies_key, 0, -1)]
@@ -174,6 +205,7 @@ def test_executions_against_bare_dramatiq(stack, bench):
         ">= 0.25",
         count=FLOOD,
         workers=workers,
+        senders=SENDERS,
     )
     for label, spine_ms, bare_ms in (("heavy", heavy, bare_heavy), ("light", light, bare_light)):
         for q in (50, 99):

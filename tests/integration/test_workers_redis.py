@@ -163,7 +163,7 @@ def test_process_dying_between_commit_and_enqueue_loses_nothing(redis_stack):
     script = (
         "import os\n"
         "from executions import dispatcher\n"
-        "dispatcher.submit = lambda *a, **k: os._exit(9)\n"
+        "dispatcher._submit_pending = lambda *a, **k: os._exit(9)\n"
         "e = dispatcher.dispatch('diagnostics.sleep', {'seconds': 0}, trigger_source='cli')\n"
     )
     died = subprocess.run(

@@ -301,14 +301,14 @@ def test_submit_that_loses_a_race_returns_false_and_sends_nothing(
     make_execution, recording_backend, monkeypatch
 ):
     execution = make_execution()
-    real_delay = dispatcher._delay_until
+    real_lock = dispatcher._lock_pending
 
-    def cancelled_meanwhile(not_before):
-        # A concurrent cancel lands between the submit's read and its compare-and-set.
+    def cancelled_meanwhile(*args, **kwargs):
+        # A concurrent cancel lands between the submit's read and its lock of the row.
         Execution.objects.filter(pk=execution.pk).update(status=Status.CANCELLED)
-        return real_delay(not_before)
+        return real_lock(*args, **kwargs)
 
-    monkeypatch.setattr(dispatcher, "_delay_until", cancelled_meanwhile)
+    monkeypatch.setattr(dispatcher, "_lock_pending", cancelled_meanwhile)
 
     assert dispatcher.submit(execution.id) is False
 
