@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -222,6 +222,8 @@ def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
 
 
 def _db_value(column: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str | int) and column != "id"):
+        return value  # what the field's own conversion would return (the id's is a UUID)
     return Execution._meta.get_field(column).get_db_prep_save(value, connection)
 
 
@@ -339,10 +341,13 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
             return cursor.fetchone() if cursor.description else None
     import psycopg
 
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # one lookup of the thread's connection, not four
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone() if cursor.description else None
+        result = cursor.pgresult
+        rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+        return cursor.fetchone() if rows else None
 
 
 def relaxed_commit_sql() -> str:
