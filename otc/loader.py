@@ -42,32 +42,25 @@ WHERE seq IN (
 )
 """
 
+# Plain inserts with an anti-join, not `ON CONFLICT`: every writer of a tier-week holds its
+# advisory lock (`otc.services._lock_week`), so no other transaction can add these keys meanwhile,
+# and PostgreSQL's speculative insertion cost more than a third of the landing on 1M lines. The
+# unique constraints stay, as the guard they were.
 _LAND_RAW = """
 INSERT INTO otc_trades_raw (tier, week, venue_type, source, source_name, line_number, line_hash,
                             raw_line, execution_id, captured_at)
-SELECT %(tier)s, %(week)s, %(venue_type)s, %(source)s, source_name, line_number, line_hash,
-       raw_line, %(execution_id)s, %(now)s
-FROM otc_stage WHERE true
-ON CONFLICT (tier, week, venue_type, source_name, line_number, line_hash) DO NOTHING
+SELECT %(tier)s, %(week)s, %(venue_type)s, %(source)s, s.source_name, s.line_number, s.line_hash,
+       s.raw_line, %(execution_id)s, %(now)s
+FROM otc_stage s
+WHERE NOT EXISTS (
+    SELECT 1 FROM otc_trades_raw r
+    WHERE r.tier = %(tier)s AND r.week = %(week)s AND r.venue_type = %(venue_type)s
+      AND r.source_name = s.source_name AND r.line_number = s.line_number
+      AND r.line_hash = s.line_hash
+)
 """
 
-_UPSERT_TRADES = """
-INSERT INTO otc_trades (week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type,
-                        shares, trades, publication_date)
-SELECT %(week)s, %(tier)s, symbol, issue_name, mpid, venue_name, %(venue_type)s,
-       shares, trades, publication_date
-FROM otc_stage WHERE reject_reason IS NULL
-ON CONFLICT (week, tier, symbol, venue_mpid, venue_type) DO UPDATE SET
-    issue_name = excluded.issue_name, venue_name = excluded.venue_name,
-    shares = excluded.shares, trades = excluded.trades,
-    publication_date = excluded.publication_date
-WHERE otc_trades.issue_name {distinct} excluded.issue_name
-   OR otc_trades.venue_name {distinct} excluded.venue_name
-   OR otc_trades.shares {distinct} excluded.shares
-   OR otc_trades.trades {distinct} excluded.trades
-   OR otc_trades.publication_date {distinct} excluded.publication_date
-"""
-
+# Stale rows go first, so that a fresh week's anti-joins below look at no rows of the week.
 _DELETE_STALE_TRADES = """
 DELETE FROM otc_trades
 WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
@@ -75,6 +68,36 @@ WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
     SELECT 1 FROM otc_stage s
     WHERE s.reject_reason IS NULL AND s.symbol = otc_trades.symbol
       AND s.mpid = otc_trades.venue_mpid
+  )
+"""
+
+_UPDATE_TRADES = """
+UPDATE otc_trades SET
+    issue_name = s.issue_name, venue_name = s.venue_name, shares = s.shares, trades = s.trades,
+    publication_date = s.publication_date
+FROM otc_stage s
+WHERE s.reject_reason IS NULL
+  AND otc_trades.week = %(week)s AND otc_trades.tier = %(tier)s
+  AND otc_trades.venue_type = %(venue_type)s
+  AND otc_trades.symbol = s.symbol AND otc_trades.venue_mpid = s.mpid
+  AND (otc_trades.issue_name {distinct} s.issue_name
+       OR otc_trades.venue_name {distinct} s.venue_name
+       OR otc_trades.shares {distinct} s.shares
+       OR otc_trades.trades {distinct} s.trades
+       OR otc_trades.publication_date {distinct} s.publication_date)
+"""
+
+_INSERT_TRADES = """
+INSERT INTO otc_trades (week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type,
+                        shares, trades, publication_date)
+SELECT %(week)s, %(tier)s, s.symbol, s.issue_name, s.mpid, s.venue_name, %(venue_type)s,
+       s.shares, s.trades, s.publication_date
+FROM otc_stage s
+WHERE s.reject_reason IS NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM otc_trades t
+    WHERE t.week = %(week)s AND t.tier = %(tier)s AND t.venue_type = %(venue_type)s
+      AND t.symbol = s.symbol AND t.venue_mpid = s.mpid
   )
 """
 
@@ -163,10 +186,12 @@ def land_and_normalize(
         distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
         cursor.execute(_LAND_RAW, params)
         summary.raw_lines_new = cursor.rowcount
-        cursor.execute(_UPSERT_TRADES.format(distinct=distinct), params)
-        summary.trades_written = cursor.rowcount
         cursor.execute(_DELETE_STALE_TRADES, params)
         summary.trades_removed = cursor.rowcount
+        cursor.execute(_UPDATE_TRADES.format(distinct=distinct), params)
+        summary.trades_written = cursor.rowcount
+        cursor.execute(_INSERT_TRADES, params)
+        summary.trades_written += cursor.rowcount
         cursor.execute(_UPSERT_REJECTS.format(distinct=distinct), params)
         cursor.execute(_DELETE_STALE_REJECTS, params)
         _drop_stage(cursor, postgres)
