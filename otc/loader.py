@@ -152,22 +152,30 @@ def land_and_normalize(
 ) -> LoadSummary:
     """Stage `lines`, then land raw lines, upsert normalized rows and rejects for the tier-week.
 
-    Must run inside a transaction; raises before writing anything if no line is valid (the
-    caller turns that into a permanent failure), so a wrong file never empties a loaded week.
+    Must run inside a transaction. If no line is valid it returns (`rows_loaded` 0) before
+    touching normalized rows and rejects, having landed only raw lines: the caller must then
+    roll back (`ingest_week` raises `NoValidRows`), so a wrong file never empties a loaded week.
     """
     postgres = connection.vendor == "postgresql"
     rows = stage_rows(lines, tier=tier, week=week)
+    params = _params(tier, week, venue_type, source, execution_id, now)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     with connection.cursor() as cursor:
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
             _copy_stage(rows)
+            # Statistics instead of indexes: PostgreSQL then hash-joins the stage, which costs
+            # less than building two indexes over it (SQLite has no hash joins: it gets them).
+            cursor.execute("ANALYZE otc_stage")
         else:
             _insert_stage(cursor, rows)
-        cursor.execute("CREATE INDEX otc_stage_key ON otc_stage (symbol, mpid)")
-        cursor.execute("CREATE INDEX otc_stage_line ON otc_stage (source_name, line_number)")
-        if postgres:
-            cursor.execute("ANALYZE otc_stage")
+            cursor.execute("CREATE INDEX otc_stage_key ON otc_stage (symbol, mpid)")
+            cursor.execute("CREATE INDEX otc_stage_line ON otc_stage (source_name, line_number)")
+        # Raw lines are landed first, valid or not. When no line is valid the caller rolls the
+        # transaction back (`ingest_week` raises `NoValidRows` inside it), so they go again.
+        cursor.execute(_LAND_RAW, params)
+        raw_lines_new = cursor.rowcount
         cursor.execute(_MARK_DUPLICATES, {"reason": RejectReason.DUPLICATE.value})
 
         cursor.execute("SELECT reject_reason, COUNT(*) FROM otc_stage GROUP BY reject_reason")
@@ -177,15 +185,12 @@ def land_and_normalize(
             rows_loaded=counts.pop(None, 0),
             rows_rejected=sum(counts.values()),
             rejected_by_reason=dict(sorted(counts.items())),
+            raw_lines_new=raw_lines_new,
         )
         if summary.rows_loaded == 0:
             _drop_stage(cursor, postgres)
             return summary
 
-        params = _params(tier, week, venue_type, source, execution_id, now)
-        distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
-        cursor.execute(_LAND_RAW, params)
-        summary.raw_lines_new = cursor.rowcount
         cursor.execute(_DELETE_STALE_TRADES, params)
         summary.trades_removed = cursor.rowcount
         cursor.execute(_UPDATE_TRADES.format(distinct=distinct), params)
