@@ -20,6 +20,7 @@ from otc.models import RawTrade, RejectReason
 from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
 
 _SQLITE_BATCH = 5_000
+_WORK_MEM = "64MB"  # per sort or hash, for the ingest's transaction on PostgreSQL
 
 _STAGE_DDL = """
 CREATE TEMP TABLE otc_stage (
@@ -116,6 +117,11 @@ WHERE otc_rejected_rows.reason {distinct} excluded.reason
    OR otc_rejected_rows.source {distinct} excluded.source
 """
 
+_DELETE_REJECTS = """
+DELETE FROM otc_rejected_rows
+WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
+"""
+
 _DELETE_STALE_REJECTS = """
 DELETE FROM otc_rejected_rows
 WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
@@ -161,6 +167,10 @@ def land_and_normalize(
     params = _params(tier, week, venue_type, source, execution_id, now)
     distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     with connection.cursor() as cursor:
+        if postgres:
+            # Sorts of a million rows (duplicates here, the metrics after us in the same
+            # transaction) spilled to disk with the default 4 MB; this lasts to the commit.
+            cursor.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
@@ -197,8 +207,11 @@ def land_and_normalize(
         summary.trades_written = cursor.rowcount
         cursor.execute(_INSERT_TRADES, params)
         summary.trades_written += cursor.rowcount
-        cursor.execute(_UPSERT_REJECTS.format(distinct=distinct), params)
-        cursor.execute(_DELETE_STALE_REJECTS, params)
+        if summary.rows_rejected:
+            cursor.execute(_UPSERT_REJECTS.format(distinct=distinct), params)
+            cursor.execute(_DELETE_STALE_REJECTS, params)
+        else:  # nothing rejected this time: no need to read the stage for it
+            cursor.execute(_DELETE_REJECTS, params)
         _drop_stage(cursor, postgres)
     return summary
 
