@@ -1,10 +1,16 @@
 """Land a week's source lines and normalize them with set-based SQL (SPEC §5).
 
 Every line goes into a temporary staging table first: PostgreSQL with psycopg 3 `COPY`, SQLite
-with batched inserts (slower, same result). From there three statements do the work, each an
-idempotent upsert: raw lines (appended only when new), normalized venue-week rows (changed only
-when a value differs; rows the source no longer has are removed) and rejected rows. Run inside
-the caller's transaction: a failure leaves every table as it was.
+with batched inserts (slower, same result). From there set-based statements do the work, in
+this order: raw lines are appended (only those not landed before), duplicates are marked, then
+normalized venue-week rows are brought in line with the file (rows it no longer has removed,
+changed values updated, new rows inserted) and so are rejected rows. Re-running a file changes
+nothing. Run inside the caller's transaction: a failure leaves every table as it was.
+
+Where the time goes on PostgreSQL (1M lines, issue 8): parsing in Python and the COPY into the
+stage are a minority; most of it is inserting into `otc_trades_raw` and `otc_trades`, each
+with four indexes and WAL, and the metrics. Plain inserts behind anti-joins replaced
+`ON CONFLICT` there, and the stage is hash-joined rather than indexed.
 """
 
 from collections import Counter
