@@ -36,7 +36,10 @@ WITH venue AS (
     FROM venue
     WINDOW by_symbol AS (PARTITION BY symbol)
 ), sym AS (
-    SELECT symbol, total_shares, total_trades, symbol_ats_shares AS ats_shares, venue_count,
+    -- Grouped by symbol alone (the window values are the same on each of its rows), so the
+    -- rows arrive in group order: grouping by them too re-sorted every venue row on disk.
+    SELECT symbol, MAX(total_shares) AS total_shares, MAX(total_trades) AS total_trades,
+           MAX(symbol_ats_shares) AS ats_shares, MAX(venue_count) AS venue_count,
            MAX(CASE WHEN position = 1 THEN venue_mpid END) AS top_mpid,
            MAX(CASE WHEN position = 1 THEN venue_name END) AS top_name,
            MAX(CASE WHEN position = 1 THEN shares END) AS top_shares,
@@ -44,7 +47,7 @@ WITH venue AS (
                     THEN (shares * 100.0 / total_shares) * (shares * 100.0 / total_shares)
                END) AS hhi
     FROM ranked
-    GROUP BY symbol, total_shares, total_trades, symbol_ats_shares, venue_count
+    GROUP BY symbol
 )
 INSERT INTO otc_metrics_daily (
     week, tier, symbol, total_shares, total_trades, trading_days, avg_daily_shares,

@@ -1,6 +1,7 @@
 """Property-based fuzzing of a whole ingest on the test database (COPY on PostgreSQL, batched
 inserts on SQLite): every non-blank line is landed raw at its line number, and is either a
-normalized row or a rejected row with a reason; a re-run changes nothing."""
+normalized row or a rejected row with a reason; the tables hold exactly what the Python parser
+alone makes of the file, reasons and details included; a re-run changes nothing."""
 
 from collections import Counter
 
@@ -12,6 +13,7 @@ from otc.errors import NoValidRows
 from otc.models import RawTrade, RejectedRow, Trade
 from otc.services import ingest_week
 from tests.fuzz.strategies import WEEK, finra_file
+from tests.integration.otc.conftest import loaded_tables, parser_verdict
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +52,8 @@ def test_an_ingest_accounts_for_every_line(generated, data_dir):
             return
         raw, trades, rejects = tables()
         event("loaded, some rejected" if rejects else "loaded, none rejected")
+        expected = parser_verdict(data, tier="OTCE", week=WEEK)
+        assert loaded_tables(tier="OTCE", week=WEEK) == expected
         numbers = [number for number, _ in numbered]
 
         assert [n for n, _ in raw] == numbers

@@ -113,3 +113,60 @@ def api_records(count, *, week=SAMPLE_WEEK, tier="OTCE", summary_type="ATS_W_SMB
         }
         for i in range(count)
     ]
+
+
+def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv"):
+    """What an ingest of the file `data` must leave, worked out by the Python parser alone.
+
+    (normalized rows as (symbol, mpid, issue, venue, shares, trades, published), sorted;
+    rejects as (line number, reason, detail), sorted; raw lines as (line number, hash), sorted):
+    the oracle that the loader's SQL, on either database, is checked against.
+    """
+    import io
+
+    from otc.models import RejectReason
+    from otc.parser import STAGE_COLUMNS, read_file, stage_rows
+
+    rows = [
+        dict(zip(STAGE_COLUMNS, row, strict=True))
+        for row in stage_rows(read_file(io.BytesIO(data), source_name), tier=tier, week=week)
+    ]
+    trades, rejects, seen = [], [], set()
+    for r in rows:
+        if r["reject_reason"] is not None:
+            rejects.append((r["line_number"], r["reject_reason"], r["reject_detail"]))
+        elif (r["symbol"], r["mpid"]) in seen:
+            detail = "symbol and MPID appear more than once; the first line was loaded"
+            rejects.append((r["line_number"], RejectReason.DUPLICATE.value, detail))
+        else:
+            seen.add((r["symbol"], r["mpid"]))
+            trades.append(
+                tuple(
+                    r[c]
+                    for c in (
+                        "symbol",
+                        "mpid",
+                        "issue_name",
+                        "venue_name",
+                        "shares",
+                        "trades",
+                        "publication_date",
+                    )
+                )
+            )
+    raw = sorted((r["line_number"], r["line_hash"]) for r in rows)
+    return sorted(trades), sorted(rejects), raw
+
+
+def loaded_tables(*, tier: str, week):
+    """The tier-week's rows in the shape of `parser_verdict`."""
+    from otc.models import RawTrade, RejectedRow, Trade
+
+    trades = Trade.objects.filter(tier=tier, week=week).values_list(
+        "symbol", "venue_mpid", "issue_name", "venue_name", "shares", "trades", "publication_date"
+    )
+    rejects = RejectedRow.objects.filter(tier=tier, week=week).values_list(
+        "line_number", "reason", "detail"
+    )
+    raw = RawTrade.objects.filter(tier=tier, week=week).values_list("line_number", "line_hash")
+    return sorted(trades), sorted(rejects), sorted(raw)

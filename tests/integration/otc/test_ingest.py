@@ -5,8 +5,14 @@ from datetime import date
 import pytest
 
 from executions.models import Status
-from otc.models import MetricsDaily, RawTrade, RejectedRow, Trade
-from tests.integration.otc.conftest import SAMPLE, SAMPLE_WEEK, table_snapshot
+from otc.models import MetricsDaily, RawTrade, RejectedRow, RejectReason, Trade
+from tests.integration.otc.conftest import (
+    SAMPLE,
+    SAMPLE_WEEK,
+    loaded_tables,
+    parser_verdict,
+    table_snapshot,
+)
 
 SAMPLE_PARAMS = {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "otc_sample.csv"}
 
@@ -260,3 +266,57 @@ def test_recompute_metrics_rebuilds_the_same_rows(data_dir, run_pipeline):
         )
     )
     assert after == before
+
+
+EVERY_KIND_OF_LINE = [
+    b"OTC|AABB|Asia Broadband, Inc|OTCX OTC LINK ECN ATS|OTCX|40313|3|2025-12-15",
+    b"OTC|\xc2\xa0AACAY\xe2\x80\x83 | AAC Technologies |ARCA\t|ARCA|000012746|+56|",  # strip, zeros
+    b"",  # blank lines are skipped but counted
+    b" \t",
+    b"OTC|ZZZ1|Too Few|OTCX ATS|OTCX|1|2025-12-15",  # field_count
+    b"OTC|ZZZ2|Too|Many|OTCX ATS|OTCX|1|1|2025-12-15",  # field_count
+    b"OTC|ZZZ3|Z\xe9ta \xff Inc|OTCX ATS|OTCX|40|3|2025-12-15",  # bad_encoding
+    b"OTC|ZZZ4|Nul\x00 Inc|OTCX ATS|OTCX|40|3|2025-12-15",  # bad_encoding (NUL)
+    b"OTC| |Nameless Inc|OTCX ATS|OTCX|40|3|2025-12-15",  # empty_symbol
+    b"OTC|ZZZ5|Venueless Inc|OTCX ATS||40|3|2025-12-15",  # empty_venue
+    b"OTC|ZZZ6|Zeta Inc|OTCX ATS|OTCX|12abc|3|2025-12-15",  # non_numeric_volume
+    "OTC|ZZZ7|Zeta Inc|OTCX ATS|OTCX|٣٣|3|2025-12-15".encode(),  # non_numeric_volume
+    b"OTC|ZZZ8|Zeta Inc|OTCX ATS|OTCX|40|" + b"9" * 20 + b"|2025-12-15",  # non_numeric_volume
+    b"OTC|ZZZ9|Zeta Inc|OTCX ATS|OTCX|-40|3|2025-12-15",  # negative_volume
+    b"OTC|ZZYA|Zeta Inc|OTCX ATS|OTCX|40|3|15/12/2025",  # bad_date
+    b"OTC|ZZYB|Zeta Inc|OTCX ATS|OTCX|40|3|2025-02-30",  # bad_date
+    b"NMS Tier 1|ZZYC|Zeta Inc|OTCX ATS|OTCX|40|3|2025-12-15",  # tier_mismatch
+    b"OTC|ZZYD|Zeta Inc|OTCX ATS|OTCX|40|3|2025-11-21",  # published_too_early
+    b"OTC|" + b"Z" * 21 + b"|Zeta Inc|OTCX ATS|OTCX|40|3|2025-12-15",  # value_too_long
+    b"OTC|AABB|Asia Broadband, Inc|OTCX OTC LINK ECN ATS|OTCX|1|1|2025-12-15",  # duplicate
+    b"OTC|ZZYE|Back\\slash \\N Inc|OTCX ATS|OTCX|7|1|2025-12-15\r",  # COPY's escapes, a CR
+    b"OTC|ZZYF|Last Line Inc|OTCX ATS|OTCX|0|0|2025-12-16",  # no newline at the end
+]
+
+
+def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipeline):
+    # The same file on PostgreSQL (COPY, hash joins) and SQLite (batched inserts): the tables
+    # must hold what the Python parser alone makes of it, reasons and details included.
+    header = SAMPLE.read_bytes().split(b"\n", 1)[0]
+    data = b"\n".join([header, *EVERY_KIND_OF_LINE])
+    (data_dir / "every.csv").write_bytes(data)
+    params = {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "every.csv"}
+    expected = parser_verdict(data, tier="OTCE", week=date(2025, 11, 17), source_name="every.csv")
+
+    first = run_pipeline("otc.ingest_week", params)
+
+    assert first.status == Status.COMPLETED, first.error_message
+    assert loaded_tables(tier="OTCE", week=SAMPLE_WEEK) == expected
+    trades, rejects, raw = expected
+    assert {reason for _, reason, _ in rejects} == set(RejectReason.values) - {
+        RejectReason.WRONG_SUMMARY_TYPE  # a FINRA API answer only
+    }
+    assert [t[0] for t in trades] == ["AABB", "AACAY", "ZZYE", "ZZYF"]
+    assert (first.result["rows_read"], first.result["rows_loaded"]) == (len(raw), 4)
+    assert first.result["rows_rejected"] == len(rejects) == 16
+    before = table_snapshot()
+
+    again = run_pipeline("otc.ingest_week", params)
+
+    assert (again.result["raw_lines_new"], again.result["trades_written"]) == (0, 0)
+    assert table_snapshot() == before
