@@ -138,9 +138,35 @@ def start_latencies_ms(ids) -> list[float]:
     return [(started - created).total_seconds() * 1000 for created, started in rows]
 
 
+def commit_and_round_trip_ms(samples: int = 300) -> tuple[float, float]:
+    """Median ms of a durable one-row INSERT commit and of a `SELECT 1`, on this server.
+
+    Context for the dispatch figures: every dispatch waits for one durable commit (the created
+    row must survive a crash), which on this machine's disk is an fsync of the WAL.
+    """
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (n integer)")
+        commits, trips = [], []
+        for n in range(samples):
+            started = time.perf_counter()
+            cursor.execute("INSERT INTO bench_commit VALUES (%s)", [n])
+            commits.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            trips.append((time.perf_counter() - started) * 1000)
+        cursor.execute("DROP TABLE bench_commit")
+    return percentile(commits, 50), percentile(trips, 50)
+
+
 def test_executions_against_bare_dramatiq(stack, bench):
     client = redis.Redis.from_url(stack.broker_url)
     latencies_key = f"{stack.prefix}:bare:latency"
+
+    commit_ms, round_trip_ms = commit_and_round_trip_ms()
+    bench.record(
+        "PostgreSQL durable commit, p50", commit_ms, "ms", "SELECT 1 round trip p50", round_trip_ms
+    )
 
     # --- dispatch rate: no worker runs, so nothing competes for the CPU ------------------------
     backlog = []
