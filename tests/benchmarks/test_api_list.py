@@ -1,13 +1,13 @@
 """API list latency at 32 concurrent clients with 1M executions in the ledger (SPEC §11).
 
 The rows are made with one set-based INSERT (not the dispatcher: this measures reads). gunicorn
-runs with production settings on a free loopback port; 32 clients (asyncio, one process) loop
-for a fixed time over the list's common queries: the first page, a status filter, a pipeline
-filter, lane + status, a created range and the second page by cursor. The baseline is the same
-server answering `GET /health/live` to the same 32 clients.
+runs with production settings on a free loopback port; 32 clients (the closed-loop keep-alive
+HTTP/1.1 generator of tests/benchmarks/loadgen.py: one asyncio loop in this process) loop for a
+fixed time over the list's common queries: the first page, a status filter, a pipeline filter,
+lane + status, a created range and the second page by cursor. The baseline is the same server
+answering `GET /health/live` to the same 32 clients of the same generator.
 """
 
-import asyncio
 import os
 import time
 
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from django.db import connection
 
+from tests.benchmarks import loadgen
 from tests.benchmarks.conftest import percentile
 from tests.e2e.conftest import database_url, serve_api
 
@@ -55,24 +56,9 @@ QUERIES = [
 ]
 
 
-async def load(base: str, token: str, paths: list[str], seconds: float) -> list[float]:
-    timings: list[float] = []
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-    headers = {"Authorization": f"Token {token}"} if token else {}
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
-        deadline = time.perf_counter() + seconds
-
-        async def one_client(n: int) -> None:
-            i = n
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.get(paths[i % len(paths)], timeout=30)
-                timings.append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200, response.text[:500]
-                i += 1
-
-        await asyncio.gather(*(one_client(n) for n in range(CLIENTS)))
-    return timings
+# gunicorn as the chart runs it on a 2-core pod (values.yaml api.gunicorn)
+WORKERS = os.environ.get("SPINE_BENCH_API_WORKERS", "2")
+THREADS = os.environ.get("SPINE_BENCH_API_THREADS", "8")
 
 
 @pytest.fixture
@@ -87,7 +73,8 @@ def server(transactional_db, postgres, tmp_path):
         "SPINE_RATE_LIMIT": "0",
         "SPINE_LOG_LEVEL": "WARNING",
     }
-    with serve_api(env, tmp_path / "api.log", "--workers", "2", "--threads", "8") as base:
+    args = ("--workers", WORKERS, "--threads", THREADS)
+    with serve_api(env, tmp_path / "api.log", *args) as base:
         yield base
 
 
@@ -103,9 +90,10 @@ def test_api_list_p99_at_32_clients_with_a_million_executions(server, bench, rol
     first = httpx.get(f"{server}/api/v1/executions/", headers={"Authorization": f"Token {token}"})
     paths = [first.json()["next"].removeprefix(server) if p == "NEXT" else p for p in QUERIES]
 
-    asyncio.run(load(server, token, paths, 2))  # warm up both gunicorn workers
-    listed = asyncio.run(load(server, token, paths, SECONDS))
-    live = asyncio.run(load(server, "", ["/health/live"], SECONDS))
+    auth = {"Authorization": f"Token {token}"}
+    loadgen.run(server, paths, clients=CLIENTS, seconds=2, headers=auth)  # warm up the workers
+    listed = loadgen.run(server, paths, clients=CLIENTS, seconds=SECONDS, headers=auth)
+    live = loadgen.run(server, ["/health/live"], clients=CLIENTS, seconds=SECONDS)
 
     details = {
         "rows": ROWS,
@@ -114,7 +102,8 @@ def test_api_list_p99_at_32_clients_with_a_million_executions(server, bench, rol
         "requests": len(listed),
         "p50_ms": round(percentile(listed, 50), 1),
         "generate_seconds": round(generated_s, 1),
-        "server": "gunicorn 2 workers x 8 threads",
+        "server": f"gunicorn {WORKERS} workers x {THREADS} threads",
+        "health_p50_ms": round(percentile(live, 50), 1),
     }
     bench.record(
         "API list p99 (32 clients, 1M executions)",
