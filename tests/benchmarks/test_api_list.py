@@ -10,6 +10,7 @@ answering `GET /health/live` to the same 32 clients of the same generator.
 
 import os
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -62,6 +63,25 @@ WORKERS = os.environ.get("SPINE_BENCH_API_WORKERS", "2")
 THREADS = os.environ.get("SPINE_BENCH_API_THREADS", "4")
 
 
+def server_cpu_seconds(base: str) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn processes serving `base`.
+
+    Read from /proc (Linux): the master and its forked workers share the `--bind` command line.
+    CPU per request is the figure that the other work on a shared machine does not move much.
+    """
+    bind = base.removeprefix("http://").encode()
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and bind in (entry / "cmdline").read_bytes():
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:  # the process ended meanwhile
+            continue
+    return total / ticks
+
+
 @pytest.fixture
 def server(transactional_db, postgres, tmp_path):
     env = {
@@ -93,8 +113,11 @@ def test_api_list_p99_at_32_clients_with_a_million_executions(server, bench, rol
 
     auth = {"Authorization": f"Token {token}"}
     loadgen.run(server, paths, clients=CLIENTS, seconds=2, headers=auth)  # warm up the workers
+    cpu_before = server_cpu_seconds(server)
     listed = loadgen.run(server, paths, clients=CLIENTS, seconds=SECONDS, headers=auth)
+    cpu_listed = server_cpu_seconds(server) - cpu_before
     live = loadgen.run(server, ["/health/live"], clients=CLIENTS, seconds=SECONDS)
+    cpu_live = server_cpu_seconds(server) - cpu_before - cpu_listed
 
     details = {
         "rows": ROWS,
@@ -105,6 +128,9 @@ def test_api_list_p99_at_32_clients_with_a_million_executions(server, bench, rol
         "generate_seconds": round(generated_s, 1),
         "server": f"gunicorn {WORKERS} workers x {THREADS} threads",
         "health_p50_ms": round(percentile(live, 50), 1),
+        # gunicorn's own CPU per answer (PostgreSQL's and the generator's are not counted)
+        "server_cpu_ms_per_request": round(cpu_listed * 1000 / max(1, len(listed)), 2),
+        "health_server_cpu_ms_per_request": round(cpu_live * 1000 / max(1, len(live)), 2),
     }
     bench.record(
         "API list p99 (32 clients, 1M executions)",
