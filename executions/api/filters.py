@@ -56,3 +56,12 @@ class ExecutionFilter(django_filters.FilterSet):
             "parent",
             "root",
         ]
+
+    def get_form_class(self):
+        # django-filter builds the form class (labels and all) for every request: 0.3 ms of a
+        # 4 ms list request (issue 8). It depends only on the filters declared above, so it is
+        # built once; each form still deep-copies its fields, so no request sees another's.
+        cls = type(self)
+        if "_form_class" not in cls.__dict__:
+            cls._form_class = super().get_form_class()
+        return cls._form_class

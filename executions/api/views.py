@@ -17,6 +17,7 @@ from executions.api.permissions import ActionPermission
 from executions.api.serializers import (
     EventSerializer,
     ExecutionSerializer,
+    ExecutionSummarySerializer,
     LaneSerializer,
     PipelineSerializer,
     ReasonSerializer,
@@ -67,9 +68,21 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         "retry": "executions.retry_execution",
     }
 
+    def get_queryset(self):
+        if self.action == "list":  # plain rows, one query with the creator's username joined
+            return Execution.objects.values(*ExecutionSummarySerializer.COLUMNS)
+        return super().get_queryset()
+
+    def get_serializer_class(self):
+        return ExecutionSummarySerializer if self.action == "list" else ExecutionSerializer
+
     @extend_schema(
         summary="List executions, newest first (cursor pagination)",
-        responses={200: ExecutionSerializer(many=True), **error_responses(400)},
+        description=(
+            "Each item is a summary: `params`, `result`, `error_traceback` and the dispatch and "
+            "cancel bookkeeping are in the detail (`GET /api/v1/executions/{id}/`) only."
+        ),
+        responses={200: ExecutionSummarySerializer(many=True), **error_responses(400)},
     )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)

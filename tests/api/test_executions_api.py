@@ -126,6 +126,52 @@ def test_list_filters_and_cursor_pages(operator, execution_in, monkeypatch):
     assert bad.json()["code"] == "invalid"
 
 
+LIST_ONLY_OMITS = {
+    "params",
+    "result",
+    "error_traceback",
+    "request_id",
+    "idempotency_key",
+    "backend",
+    "backend_run_id",
+    "not_before",
+    "queued_at",
+    "deadline_at",
+    "cancel_requested_by",
+    "cancel_reason",
+}
+
+
+def test_list_items_are_the_detail_less_the_heavy_fields(operator, execution_in):
+    submitted = operator.post("/api/v1/executions/", SUBMIT, format="json").json()
+    failed = execution_in("failed")
+    now = timezone.now()
+    Execution.objects.filter(pk=failed.pk).update(
+        started_at=now - timedelta(seconds=1.5),
+        finished_at=now,
+        error_type="ValueError",
+        error_message="bad row 7",
+        error_traceback="Traceback …",
+    )
+    retried = operator.post(f"/api/v1/executions/{failed.id}/retry/", {"reason": "again"}).json()
+    running = execution_in("running")
+    operator.post(f"/api/v1/executions/{running.id}/cancel/", {"reason": "stop"})
+    execution_in("completed")
+
+    items = operator.get("/api/v1/executions/").json()["results"]
+
+    assert len(items) == 5
+    for item in items:
+        detail = operator.get(f"/api/v1/executions/{item['id']}/").json()
+        assert item == {k: v for k, v in detail.items() if k not in LIST_ONLY_OMITS}
+    by_id = {item["id"]: item for item in items}
+    assert by_id[submitted["id"]]["created_by"] == "operator"
+    assert by_id[retried["id"]]["parent"] == str(failed.id)
+    assert by_id[str(failed.id)]["error_message"] == "bad row 7"
+    assert by_id[str(failed.id)]["duration_seconds"] == 1.5
+    assert by_id[str(running.id)]["cancel_requested_at"] is not None
+
+
 def test_detail_and_unknown_id(operator, execution_in):
     execution = execution_in("failed")
 
