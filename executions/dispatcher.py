@@ -481,12 +481,7 @@ class _ActiveCounts:
         ) * 2 < settings.SPINE_MAX_PENDING
         if fresh and far:
             return counts
-        counts = dict(
-            Execution.objects.filter(status__in=ACTIVE_STATUSES)
-            .values_list("lane")
-            .annotate(n=Count("id"))
-            .values_list("lane", "n")
-        )
+        counts = _count_active()
         with self._lock:
             self._counts, self._counted_at = dict(counts), time.monotonic()
         return counts
@@ -502,6 +497,16 @@ class _ActiveCounts:
 
 
 active_counts = _ActiveCounts()
+
+
+def _count_active() -> dict[str, int]:
+    """Active executions per lane, counted now."""
+    return dict(
+        Execution.objects.filter(status__in=ACTIVE_STATUSES)
+        .values_list("lane")
+        .annotate(n=Count("id"))
+        .values_list("lane", "n")
+    )
 
 
 def _check_backpressure(lane: str, pipeline: str) -> None:

@@ -157,6 +157,14 @@ def _fresh_rate_limit_budget():
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_backpressure_counts():
+    """Each test counts active executions afresh: its ledger is not the previous test's."""
+    from executions.dispatcher import active_counts
+
+    active_counts.forget()
+
+
 def ensure_role_groups():
     """Recreate the role groups of the migrations if a transactional test's flush removed them.
 

@@ -223,6 +223,49 @@ def test_global_cap_refuses_with_global_full(settings):
 
 
 @pytest.mark.django_db
+def test_backpressure_counts_again_only_near_a_cap(settings, monkeypatch):
+    settings.SPINE_LANE_LIMITS = {"normal": 10, "backfill": 10}
+    settings.SPINE_MAX_PENDING = 100
+    settings.SPINE_BACKPRESSURE_RECOUNT_SECONDS = 60
+    counted = []
+    real_count = dispatcher._count_active
+    monkeypatch.setattr(dispatcher, "_count_active", lambda: counted.append(1) or real_count())
+
+    for _ in range(4):  # 0..3 active before each: under half of the lane's 10
+        dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")
+    assert len(counted) == 1  # the first dispatch counted; the next three reused it
+
+    dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")  # 4 known: under 5
+    dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")  # 5 known: half, recount
+    assert len(counted) == 2
+
+    settings.SPINE_BACKPRESSURE_RECOUNT_SECONDS = 0  # an old count is never reused
+    dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")
+    assert len(counted) == 3
+    assert counts() == (7, 7)
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_based_on_a_fresh_count(settings):
+    settings.SPINE_LANE_LIMITS = {"normal": 4, "backfill": 4}
+    settings.SPINE_BACKPRESSURE_RECOUNT_SECONDS = 60
+    dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")  # counts: 0 active
+    for _ in range(3):  # rows another process dispatched meanwhile: this one has not seen them
+        Execution.objects.create(pipeline="diagnostics.noop", trigger_source="api")
+
+    # Known to this process: 1 active, under half the cap, so the count is reused and the
+    # dispatch is accepted: the documented overshoot (5 active against a cap of 4).
+    assert dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api").created
+    assert Execution.objects.filter(status=Status.PENDING).count() == 5
+
+    # Known: 2, half the cap: this dispatch counts again and refuses on the real figure.
+    with pytest.raises(BackpressureRejected) as excinfo:
+        dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")
+    assert excinfo.value.details["active"] == 5
+    assert Execution.objects.count() == 5
+
+
+@pytest.mark.django_db
 def test_finished_executions_do_not_count_against_the_caps(settings):
     settings.SPINE_LANE_LIMITS = {"normal": 1}
     first = dispatcher.dispatch("diagnostics.noop", {}, trigger_source="api")
