@@ -276,6 +276,9 @@ def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor:
     the reconciler submits it later.
     """
     backend = get_backend()
+    # Only a transaction of its own may be relaxed: inside a caller's, the setting would hold
+    # for the caller's whole transaction (and the message would wait for the caller's commit).
+    own_transaction = not connection.in_atomic_block
     try:
         with transaction.atomic():
             if not _lock_pending(execution_id, lane):
@@ -295,7 +298,7 @@ def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor:
                 # Losing this commit in a database crash leaves the row `pending` with its
                 # message sent: the claim refuses that message and the reconciler submits the
                 # row again. So the commit need not wait for the WAL flush.
-                durable=False,
+                durable=not own_transaction,
             )
             if moved is None:  # only where rows cannot be locked (SQLite): the claim drops it
                 log.info("execution.submit_lost_race", execution_id=str(execution_id))
@@ -371,12 +374,6 @@ def _insert(execution: Execution, created: Event) -> None:
         run_sql(_insert_sql(), [*values, *created.values(execution.created_at)])
     execution._state.adding = False
     execution._state.db = "default"
-
-
-def _write_created_event(execution: Execution, created: Event) -> None:
-    from executions.transitions import _write_event
-
-    _write_event(execution.id, created)
 
 
 def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None, **fields):
@@ -457,12 +454,14 @@ class _ActiveCounts:
     """Active executions per lane, counted again only when a cap may be near.
 
     The count scans the status index, so its cost grows with the backlog (about 2 ms at a few
-    thousand queued rows, more than the rest of a dispatch). Far below every cap (under half of
-    it, counting this process's own dispatches since the count), a count up to
-    `SPINE_BACKPRESSURE_RECOUNT_SECONDS` old is used; nearer, every dispatch counts again, so a
-    refusal is always based on a fresh count. Counts are read, not locked (as before): other
-    processes' dispatches can overshoot a cap by a few rows, which is acceptable for a
-    backpressure signal and keeps dispatch free of a global lock.
+    thousand queued rows, more than the rest of a dispatch). With
+    `SPINE_BACKPRESSURE_RECOUNT_SECONDS` above 0 (default 0: count every time), a count up to
+    that old is used while every cap is far (under half of it, counting this process's own
+    dispatches since the count); nearer, every dispatch counts again, so a refusal is always
+    based on a fresh count. Counts are read, not locked: concurrent dispatches can overshoot a
+    cap by a few rows, and with reuse each of P dispatching processes may admit up to half a
+    cap on an old count (up to about P/2 caps over). That is the price of the setting, for
+    deployments whose caps are large enough that counting dominates a dispatch.
     """
 
     def __init__(self) -> None:

@@ -9,11 +9,11 @@ delivery, a cancelled or finished execution) is dropped.
 import functools
 import json
 import os
+import queue
 import socket
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -398,10 +398,40 @@ class _Outcome:
         return to
 
 
-# Monitors run on reused threads: starting a thread per run cost a tenth of a no-op run's CPU.
-# An idle pool thread is reused; a new one starts only when every thread is watching a run, so
-# the cap is far above any worker's threads (dramatiq's default is 8 per process).
-_MONITORS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="spine-monitor")
+class _MonitorThreads:
+    """Daemon threads that run monitors, reused: a new thread per run cost a tenth of a no-op
+    run's CPU. A monitor always starts at once, on an idle thread or a new one.
+
+    Hand-written because `ThreadPoolExecutor` caps its threads (a run whose monitor waits for a
+    free one would have no heartbeat) and joins them at interpreter exit (a stopping worker would
+    wait for every handler to return).
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a task and not yet promised one
+
+    def submit(self, task) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(target=self._serve, name="spine-monitor", daemon=True).start()
+        self._tasks.put(task)
+
+    def _serve(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                task()
+            except Exception:
+                log.exception("execution.monitor_failed")
+            with self._lock:
+                self._idle += 1
+
+
+_MONITORS = _MonitorThreads()
 
 
 class _Monitor:

@@ -222,9 +222,13 @@ def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
 
 
 def _db_value(column: str, value: Any) -> Any:
-    if value is None or (isinstance(value, str | int) and column != "id"):
-        return value  # what the field's own conversion would return (the id's is a UUID)
-    return Execution._meta.get_field(column).get_db_prep_save(value, connection)
+    field = Execution._meta.get_field(column)
+    if value is None or (isinstance(value, str | int) and field.get_internal_type() in _AS_IS):
+        return value  # what the field's own conversion would return, without its cost
+    return field.get_db_prep_save(value, connection)
+
+
+_AS_IS = {"CharField", "TextField", "PositiveIntegerField", "IntegerField"}
 
 
 def _db_value_any(value: Any) -> Any:

@@ -217,8 +217,9 @@ SPINE_LANE_LIMITS = _parse_lane_limits(
 )
 SPINE_MAX_PENDING = env.int("SPINE_MAX_PENDING", default=1000)
 SPINE_RETRY_AFTER_SECONDS = env.int("SPINE_RETRY_AFTER_SECONDS", default=30)
-# How old a process's count of active executions may be while every cap is far (below half).
-SPINE_BACKPRESSURE_RECOUNT_SECONDS = env.float("SPINE_BACKPRESSURE_RECOUNT_SECONDS", default=1.0)
+# How old a process's count of active executions may be while every cap is far (below half);
+# 0 counts on every dispatch. See executions.dispatcher._ActiveCounts for the overshoot it allows.
+SPINE_BACKPRESSURE_RECOUNT_SECONDS = env.float("SPINE_BACKPRESSURE_RECOUNT_SECONDS", default=0.0)
 SPINE_LEASE_SECONDS = env.float("SPINE_LEASE_SECONDS", default=30.0)
 SPINE_HEARTBEAT_SECONDS = env.float("SPINE_HEARTBEAT_SECONDS", default=SPINE_LEASE_SECONDS / 3)
 SPINE_CANCEL_POLL_SECONDS = env.float("SPINE_CANCEL_POLL_SECONDS", default=1.0)

@@ -164,6 +164,19 @@ def test_ledger_sql_is_written_only_by_the_dispatcher_and_transitions():
     } <= seen  # the rule sees the statements it guards
 
 
+def test_hot_path_sql_runs_only_in_the_dispatcher_and_transitions():
+    """`run_sql` bypasses Django's cursor (no query log, no DB metrics): two modules only."""
+    allowed = {"executions/dispatcher.py", "executions/transitions.py"}
+    callers = {
+        rel(path)
+        for path in source_files()
+        for call in calls(path)
+        if dotted(call.func).split(".")[-1] == "run_sql"
+    }
+    assert callers <= allowed
+    assert "executions/dispatcher.py" in callers  # the rule sees the calls it guards
+
+
 def test_interfaces_do_not_save_or_delete_ledger_rows():
     """Admin, API and commands call services; they never save, update or delete ledger rows."""
     offenders = []

@@ -99,3 +99,44 @@ def test_cancel_interrupts_a_handler_that_ignores_it(
     time.sleep(0.1)
     assert stubborn_pipeline["iterations"] == iterations  # it really stopped
     assert Execution.objects.get(pk=execution.pk).status == Status.CANCELLED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_submit_inside_a_callers_transaction_leaves_its_commit_durable(
+    postgres, make_execution, recording_backend
+):
+    from executions import dispatcher
+
+    execution = make_execution(params={"seconds": 0})  # pending: a db test never commits
+    with transaction.atomic():
+        assert dispatcher.submit(execution.id) is True
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            # the relaxed commit is for a submit's own transaction only, never the caller's
+            assert cursor.fetchone()[0] == "on"
+    assert Execution.objects.get(pk=execution.pk).status == Status.QUEUED
+
+
+def test_monitors_start_at_once_on_daemon_threads_and_reuse_them():
+    pool = runner._MonitorThreads()
+    started, release = threading.Semaphore(0), threading.Event()
+    names = []
+
+    def watch():
+        names.append(threading.current_thread())
+        started.release()
+        release.wait(10)
+
+    for _ in range(5):  # five runs at once: five monitors start, none waits for another
+        pool.submit(watch)
+    assert all(started.acquire(timeout=5) for _ in range(5))
+    assert len(set(names)) == 5 and all(t.daemon for t in names)
+
+    release.set()
+    deadline = time.monotonic() + 5
+    while pool._idle < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.submit(watch)  # a later run reuses an idle thread
+    assert started.acquire(timeout=5)
+    assert len(set(names)) == 5
