@@ -243,9 +243,15 @@ def execution_in(make_execution, actor):
     }
 
     def make(status, **kwargs):
+        from django.utils import timezone
+
+        from executions.models import TERMINAL_STATUSES
+
         execution = make_execution(**kwargs)
         for step in paths[status]:
-            transition(execution.id, to=step, kind=f"test_{step}", actor=actor)
+            # a terminal status comes with its finish time, as the runner and cancel set it
+            finished = {"finished_at": timezone.now()} if step in TERMINAL_STATUSES else {}
+            transition(execution.id, to=step, kind=f"test_{step}", actor=actor, **finished)
         execution.refresh_from_db()
         return execution
 

@@ -234,9 +234,9 @@ def test_dashboard_counts_and_chart(console, execution_in, dead_letter):
     assert [p["lane"] for p in page.context["oldest_pending"]] == ["normal"]
     assert len(page.context["recent_failures"]) == 2  # the failed one and the dead-lettered one
     last_hour = page.context["hourly"][-1]["counts"]
-    assert last_hour == {"completed": 2, "failed": 1, "dead_lettered": 0, "cancelled": 0}
+    assert last_hour == {"completed": 2, "failed": 1, "dead_lettered": 1, "cancelled": 0}
     html = page.content.decode()
-    assert html.count('class="bar"') == 2  # one rect per non-empty outcome in the last hour
+    assert html.count('class="bar"') == 3  # one rect per non-empty outcome in the last hour
     assert 'id="chart-hourly"' in html
     assert client.get("/admin/").content.decode().count('href="/admin/dashboard/"') == 1
 
