@@ -136,20 +136,16 @@ def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
 
 
 def _claim_queued(execution_id, worker_id, now, lease, actor) -> Execution | None:
-    return cas_fetch(
+    """A `queued` run that is due -> `running`."""
+    return _claim_as(
         execution_id,
+        worker_id,
+        now,
+        lease,
+        actor,
         frm=Status.QUEUED,
-        to=Status.RUNNING,
         kind="started",
-        actor=actor,
-        values={
-            "attempt": Sql("attempt + 1"),
-            "worker_id": worker_id,
-            "lease_expires_at": lease,
-            "started_at": Sql("COALESCE(started_at, %s)", now),
-        },
         condition="not_before IS NULL OR not_before <= %s",
-        condition_params=(now,),
     )
 
 
@@ -159,11 +155,25 @@ def _take_over(execution_id, worker_id, now, lease, actor) -> Execution | None:
     An exhausted run is not taken over: the reconciler dead-letters it (worker_lost), so a
     poison run that kills its worker stops at max_attempts.
     """
+    return _claim_as(
+        execution_id,
+        worker_id,
+        now,
+        lease,
+        actor,
+        frm=Status.RUNNING,
+        kind="lease_takeover",
+        condition="lease_expires_at < %s AND attempt < max_attempts",
+    )
+
+
+def _claim_as(execution_id, worker_id, now, lease, actor, *, frm, kind, condition):
+    """`frm -> running` where `condition` (on `now`) holds: the next attempt, this worker's."""
     return cas_fetch(
         execution_id,
-        frm=Status.RUNNING,
+        frm=frm,
         to=Status.RUNNING,
-        kind="lease_takeover",
+        kind=kind,
         actor=actor,
         values={
             "attempt": Sql("attempt + 1"),
@@ -171,7 +181,7 @@ def _take_over(execution_id, worker_id, now, lease, actor) -> Execution | None:
             "lease_expires_at": lease,
             "started_at": Sql("COALESCE(started_at, %s)", now),
         },
-        condition="lease_expires_at < %s AND attempt < max_attempts",
+        condition=condition,
         condition_params=(now,),
     )
 
