@@ -304,14 +304,7 @@ def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor:
                 log.info("execution.submit_lost_race", execution_id=str(execution_id))
                 return False
     except Exception as exc:
-        metrics.SUBMIT_FAILURES.labels(backend.name).inc()
-        log.warning("execution.submit_failed", execution_id=str(execution_id), error=str(exc))
-        record_event(
-            execution_id,
-            kind="submit_failed",
-            actor=actor,
-            data={"backend": backend.name, "error": f"{type(exc).__name__}: {exc}"[:2000]},
-        )
+        _submit_failed(execution_id, backend.name, actor, exc)
         return False
     return True
 
@@ -398,16 +391,21 @@ def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None,
     except InvalidTransition:
         raise
     except Exception as exc:
-        metrics.SUBMIT_FAILURES.labels(backend.name).inc()
-        log.warning("execution.submit_failed", execution_id=str(execution_id), error=str(exc))
-        record_event(
-            execution_id,
-            kind="submit_failed",
-            actor=actor,
-            data={"backend": backend.name, "error": f"{type(exc).__name__}: {exc}"[:2000]},
-        )
+        _submit_failed(execution_id, backend.name, actor, exc)
         return False
     return True
+
+
+def _submit_failed(execution_id, backend_name: str, actor: Actor, exc: Exception) -> None:
+    """Count, log and record a send the backend refused (the row stays where it was)."""
+    metrics.SUBMIT_FAILURES.labels(backend_name).inc()
+    log.warning("execution.submit_failed", execution_id=str(execution_id), error=str(exc))
+    record_event(
+        execution_id,
+        kind="submit_failed",
+        actor=actor,
+        data={"backend": backend_name, "error": f"{type(exc).__name__}: {exc}"[:2000]},
+    )
 
 
 def _delay_until(not_before: datetime | None) -> float:
