@@ -199,12 +199,21 @@ def requeue(
 
     Used by the runner (retry with backoff) and the reconciler (a lost worker's run). It applies
     only while the row is still at `attempt` (and matches `where`). If the send fails, the row is
-    still committed as `queued` and the reconciler sends it again later.
+    still committed as `queued` and the reconciler sends it again later. On a paused lane nothing
+    is sent: the row waits as `queued` without a message (`backend_run_id` empty) until the lane
+    is resumed, which sends it (`services.set_lane_paused`).
     """
     guard = Q(attempt=attempt) & (where if where is not None else Q())
-    lane = Execution.objects.filter(pk=execution_id).values_list("lane", flat=True).get()
+    lane, paused = (
+        Execution.objects.filter(pk=execution_id)
+        .annotate(paused=Exists(Lane.objects.filter(name=OuterRef("lane"), paused=True)))
+        .values_list("lane", "paused")
+        .get()
+    )
     not_before = timezone.now() + timedelta(seconds=delay_seconds)
-    sent = _send(
+    if paused:
+        log.info("execution.held", execution_id=str(execution_id), lane=lane)
+    sent = not paused and _send(
         execution_id,
         frm=Status.RUNNING,
         kind=kind,
@@ -226,11 +235,17 @@ def requeue(
             kind=kind,
             actor=actor,
             where=guard,
-            data={**(data or {}), "delay_seconds": round(delay_seconds, 3), "sent": False},
+            data={
+                **(data or {}),
+                "delay_seconds": round(delay_seconds, 3),
+                "sent": False,
+                **({"held": "lane paused"} if paused else {}),
+            },
             not_before=not_before,
             queued_at=timezone.now(),
             lease_expires_at=None,
             worker_id="",
+            backend_run_id="",  # no message carries this attempt yet
             **fields,
         )
 

@@ -7,7 +7,8 @@ the dispatcher and runner use, so a pass is safe to run at any time, twice, or f
   broker down) or whose lane was resumed -> `dispatcher.submit`.
 - `resend`: a `queued` row due for longer than a grace period, whose message the broker lost (a
   flushed Redis, a killed worker's prefetched messages) -> `dispatcher.resend`. A duplicate
-  message is harmless: the runner's claim is a compare-and-set.
+  message is harmless: the runner's claim is a compare-and-set. Not on a paused lane: its
+  retries wait there without a message until the resume sends them.
 - `worker_lost`: a `running` row whose lease expired -> cancel at the backend first, then count
   the attempt as failed: retry with backoff, or dead-letter (`runner.record_lost_attempt`).
 - `finish_cancel`: a cancel request on a running row that was not honoured within a grace period,
@@ -130,7 +131,7 @@ def plan(
     add(
         Kind.RESEND,
         Execution.objects.filter(status=Status.QUEUED)
-        .exclude(lane__in=intact)
+        .exclude(lane__in=intact | paused)  # a paused lane's held retries wait for the resume
         .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=queued_cutoff))
         .filter(Q(not_before__isnull=True) | Q(not_before__lt=queued_cutoff))
         .order_by("queued_at"),

@@ -118,7 +118,11 @@ def retry(execution_id: UUID | str, *, actor: Actor) -> DispatchResult:
 
 
 def set_lane_paused(lane: str, paused: bool, *, actor: Actor) -> Lane:
-    """Pause or resume a lane. Resuming submits the lane's held `pending` executions."""
+    """Pause or resume a lane. Resuming sends what the pause held.
+
+    That is the lane's `pending` executions, and its retries that went back to `queued` while
+    it was paused and so have no message (`dispatcher.requeue`, `backend_run_id` empty).
+    """
     if lane not in LaneName.values:
         raise InvalidLane(f"Unknown lane {lane!r}; lanes are {', '.join(LaneName.values)}.")
     Lane.objects.update_or_create(
@@ -135,6 +139,9 @@ def set_lane_paused(lane: str, paused: bool, *, actor: Actor) -> Lane:
         held = Execution.objects.filter(lane=lane, status=Status.PENDING).order_by("created_at")
         for execution_id in held.values_list("id", flat=True).iterator():
             dispatcher.submit(execution_id, actor=actor)
+        retries = Execution.objects.filter(lane=lane, status=Status.QUEUED, backend_run_id="")
+        for execution_id in retries.order_by("not_before").values_list("id", flat=True).iterator():
+            dispatcher.resend(execution_id, actor=actor, reason="lane resumed")
     return Lane.objects.get(name=lane)
 
 

@@ -275,3 +275,40 @@ def test_an_expired_lease_on_the_last_attempt_is_left_to_the_reconciler(queued):
 
     execution.refresh_from_db()
     assert (execution.status, execution.attempt, execution.worker_id) == (Status.RUNNING, 3, "dead")
+
+
+@pytest.mark.django_db
+def test_a_retry_on_a_paused_lane_waits_unsent_until_the_lane_resumes(
+    queued, recording_backend, actor
+):
+    from executions import reconcile, services
+
+    execution = queued("diagnostics.sleep", {"seconds": 0, "fail_attempts": 1})
+    services.set_lane_paused("normal", True, actor=actor)
+
+    assert run_execution(execution.id, worker_id="w1") == Status.QUEUED
+
+    execution.refresh_from_db()
+    assert (execution.status, execution.attempt, execution.backend_run_id) == (
+        Status.QUEUED,
+        1,
+        "",
+    )
+    assert recording_backend.submitted == [(str(execution.id), "normal", 0.0)]  # the first send
+    retry = execution.events.get(kind="retry_scheduled")
+    assert (retry.data["sent"], retry.data["held"]) == (False, "lane paused")
+    later = timezone.now() + timedelta(hours=1)  # long past every grace period
+    assert [a.execution_id for a in reconcile.plan(now=later)] == []
+
+    services.set_lane_paused("normal", False, actor=actor)
+
+    execution.refresh_from_db()
+    assert execution.status == Status.QUEUED
+    assert execution.backend_run_id == "run-2"
+    assert [(i, lane) for i, lane, _ in recording_backend.submitted] == [
+        (str(execution.id), "normal")
+    ] * 2
+    assert 0.0 < recording_backend.submitted[1][2] <= 1.0  # what is left of the backoff
+    assert kinds(execution)[-2:] == ["retry_scheduled", "resubmitted"]
+    make_due(execution)
+    assert run_execution(execution.id, worker_id="w1") == Status.COMPLETED
