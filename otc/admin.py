@@ -1,9 +1,11 @@
 """Read-only admin pages for the OTC tables: only the ingest pipelines write them."""
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from otc.connectors.circuit import circuit_state, known_sources
-from otc.models import MetricsDaily, RawTrade, RejectedRow, Trade
+from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, Trade
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -77,8 +79,34 @@ class RejectedRowAdmin(ReadOnlyAdmin):
     search_fields = ("source_name", "raw_line")
 
 
+@admin.register(RawCapture)
+class RawCaptureAdmin(ReadOnlyAdmin):
+    list_display = (
+        "captured_at",
+        "tier",
+        "week",
+        "venue_type",
+        "source",
+        "source_name",
+        "line_count",
+        "lines_link",
+        "execution_id",
+    )
+    list_filter = ("tier", "venue_type", "source", "week")
+    search_fields = ("=source_name", "=execution_id", "=content_hash")
+
+    @admin.display(description="lines")
+    def lines_link(self, capture):
+        url = reverse("admin:otc_rawtrade_changelist") + f"?capture__exact={capture.pk}"
+        return format_html('<a href="{}">view lines</a>', url)
+
+
 @admin.register(RawTrade)
 class RawTradeAdmin(ReadOnlyAdmin):
-    list_display = ("captured_at", "tier", "week", "venue_type", "source_name", "line_number")
-    list_filter = ("tier", "venue_type", "source", "week")
-    search_fields = ("=source_name", "=execution_id")
+    """Lines as received, in capture and line order; open them from a capture."""
+
+    list_display = ("capture", "line_number", "raw_line")
+    list_filter = ("capture__tier", "capture__venue_type", "capture__week")
+    list_select_related = ("capture",)
+    search_fields = ("=capture__source_name", "=capture__execution_id")
+    ordering = ("capture", "line_number")

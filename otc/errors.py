@@ -19,5 +19,9 @@ class WeekNotPublished(NotPublishedYet):
     """Raised when the FINRA API has no data yet for the requested tier and week."""
 
 
+class SourceChanged(RetryableError):
+    """Raised when a source file changed between the ingest's two reads of it (landing, parsing)."""
+
+
 class SourceUnavailable(RetryableError):
     """Raised when a remote source keeps failing, or its circuit breaker is open."""

@@ -1,36 +1,43 @@
-"""Land a week's source lines and normalize them with set-based SQL (SPEC §5).
+"""Land a week's source lines raw, then normalize them with set-based SQL (SPEC §5).
 
-Every line goes into a temporary staging table first: PostgreSQL with psycopg 3 `COPY`, SQLite
-with batched inserts (slower, same result). From there set-based statements do the work, in
-this order: raw lines are appended (only those not landed before), duplicates are marked, then
-normalized venue-week rows are brought in line with the file (rows it no longer has removed,
-changed values updated, new rows inserted) and so are rejected rows. Re-running a file changes
-nothing. Run inside the caller's transaction: a failure leaves every table as it was.
+Two passes over the lines, in the ingest's transaction (a failure leaves every table as it was):
 
-Where the time goes on PostgreSQL (1M lines, issue 8): parsing in Python and the COPY into the
-stage are a minority; most of it is inserting into `otc_trades_raw` and `otc_trades`, each
-with four indexes and WAL, and the metrics. Plain inserts behind anti-joins replaced
-`ON CONFLICT` there, and the stage is hash-joined rather than indexed.
+1. `land_raw`: each source (a file, one API dataset) becomes a capture in `otc_raw_captures`
+   and its lines rows of `otc_trades_raw`, streamed with psycopg 3 `COPY` on PostgreSQL
+   (batched inserts on SQLite). A source whose lines hash like a capture already landed for the
+   same tier, week, venue type and name is rolled back to a savepoint: it was landed before.
+2. `normalize`: the parser's staging rows go into a temporary table, the same way; from there
+   set-based statements mark duplicates, then bring the normalized venue-week rows in line with
+   the source (rows it no longer has removed, changed values updated, new rows inserted) and so
+   the rejected rows. Re-running a source changes nothing.
+
+Where the time goes on PostgreSQL (1M lines, issue 8): parsing in Python (about 3.5 s), inserting
+into `otc_trades` with its four indexes (about 5 s), the metrics (about 2.5 s); landing raw about
+1.7 s. Plain inserts behind anti-joins replaced `ON CONFLICT`, and the stage is hash-joined
+rather than indexed.
 """
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from itertools import islice
+from itertools import groupby, islice
+from operator import attrgetter
 from uuid import UUID
 
-from django.db import connection
+from django.db import connection, transaction
 
-from otc.models import RawTrade, RejectReason
-from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
+from otc.models import RawCapture, RejectReason
+from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows, stored_text
 
 _SQLITE_BATCH = 5_000
+_COPY_BATCH = 10_000  # lines per write to COPY
 _WORK_MEM = "64MB"  # per sort or hash, for the ingest's transaction on PostgreSQL
 
 _STAGE_DDL = """
 CREATE TEMP TABLE otc_stage (
-    seq bigint, source_name text, line_number integer, line_hash text, raw_line text,
+    seq bigint, source_name text, line_number integer, raw_line text,
     symbol text, issue_name text, venue_name text, mpid text, shares bigint, trades bigint,
     publication_date date, reject_reason text, reject_detail text
 ){on_commit}
@@ -53,19 +60,6 @@ WHERE seq IN (
 # advisory lock (`otc.services._lock_week`), so no other transaction can add these keys meanwhile,
 # and PostgreSQL's speculative insertion cost more than a third of the landing on 1M lines. The
 # unique constraints stay, as the guard they were.
-_LAND_RAW = """
-INSERT INTO otc_trades_raw (tier, week, venue_type, source, source_name, line_number, line_hash,
-                            raw_line, execution_id, captured_at)
-SELECT %(tier)s, %(week)s, %(venue_type)s, %(source)s, s.source_name, s.line_number, s.line_hash,
-       s.raw_line, %(execution_id)s, %(now)s
-FROM otc_stage s
-WHERE NOT EXISTS (
-    SELECT 1 FROM otc_trades_raw r
-    WHERE r.tier = %(tier)s AND r.week = %(week)s AND r.venue_type = %(venue_type)s
-      AND r.source_name = s.source_name AND r.line_number = s.line_number
-      AND r.line_hash = s.line_hash
-)
-"""
 
 # Stale rows go first, so that a fresh week's anti-joins below look at no rows of the week.
 _DELETE_STALE_TRADES = """
@@ -147,12 +141,63 @@ class LoadSummary:
     rows_loaded: int = 0
     rows_rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    raw_lines_new: int = 0
     trades_written: int = 0
     trades_removed: int = 0
 
 
-def land_and_normalize(
+def land_raw(
+    lines: Iterable[SourceLine],
+    *,
+    tier: str,
+    week: date,
+    venue_type: str,
+    source: str,
+    execution_id: UUID | None,
+    now: datetime,
+) -> int:
+    """Land each source among `lines` as a capture and its lines; return the lines landed.
+
+    Must run inside a transaction. A source whose content matches a capture already landed for
+    the tier-week (same name, same `content_hash`) is undone to a savepoint and counts 0.
+    """
+    _plan_for_bulk()
+    landed = 0
+    for source_name, group in groupby(lines, key=attrgetter("source_name")):
+        savepoint = transaction.savepoint()
+        capture = RawCapture.objects.create(
+            tier=tier,
+            week=week,
+            venue_type=venue_type,
+            source=source,
+            source_name=source_name,
+            content_hash="",
+            line_count=0,
+            execution_id=execution_id,
+            captured_at=now,
+        )
+        digest = hashlib.sha256()
+        if connection.vendor == "postgresql":
+            count = _copy_lines(capture.pk, group, digest)
+        else:
+            count = _insert_lines(capture.pk, group, digest)
+        content_hash = digest.hexdigest()
+        landed_before = RawCapture.objects.filter(
+            tier=tier,
+            week=week,
+            venue_type=venue_type,
+            source_name=source_name,
+            content_hash=content_hash,
+        ).exists()
+        if landed_before:
+            transaction.savepoint_rollback(savepoint)
+            continue
+        RawCapture.objects.filter(pk=capture.pk).update(content_hash=content_hash, line_count=count)
+        transaction.savepoint_commit(savepoint)
+        landed += count
+    return landed
+
+
+def normalize(
     lines: Iterable[SourceLine],
     *,
     tier: str,
@@ -162,27 +207,18 @@ def land_and_normalize(
     execution_id: UUID | None,
     now: datetime,
 ) -> LoadSummary:
-    """Stage `lines`, then land raw lines, upsert normalized rows and rejects for the tier-week.
+    """Stage `lines`, then upsert the tier-week's normalized rows and rejects from the stage.
 
     Must run inside a transaction. If no line is valid it returns (`rows_loaded` 0) before
-    touching normalized rows and rejects, having landed only raw lines: the caller must then
-    roll back (`ingest_week` raises `NoValidRows`), so a wrong file never empties a loaded week.
+    touching normalized rows and rejects: the caller must then roll back (`ingest_week` raises
+    `NoValidRows`), so a wrong file never empties a loaded week.
     """
     postgres = connection.vendor == "postgresql"
     rows = stage_rows(lines, tier=tier, week=week)
     params = _params(tier, week, venue_type, source, execution_id, now)
     distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+    _plan_for_bulk()
     with connection.cursor() as cursor:
-        if postgres:
-            # Sorts of a million rows (duplicates here, the metrics after us in the same
-            # transaction) spilled to disk with the default 4 MB; this lasts to the commit.
-            cursor.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
-            # No nested loops, to the commit. A table that was empty when last analyzed (a new
-            # install, or a week loaded since autovacuum last looked) is planned as empty, and
-            # the anti-joins below then rescan it once per staged line, including the rows this
-            # very statement is adding: 100k lines into an empty database took 108 s instead
-            # of 2. Every statement of an ingest is a bulk one, where hash joins are right.
-            cursor.execute("SET LOCAL enable_nestloop = off")
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
@@ -194,10 +230,6 @@ def land_and_normalize(
             _insert_stage(cursor, rows)
             cursor.execute("CREATE INDEX otc_stage_key ON otc_stage (symbol, mpid)")
             cursor.execute("CREATE INDEX otc_stage_line ON otc_stage (source_name, line_number)")
-        # Raw lines are landed first, valid or not. When no line is valid the caller rolls the
-        # transaction back (`ingest_week` raises `NoValidRows` inside it), so they go again.
-        cursor.execute(_LAND_RAW, params)
-        raw_lines_new = cursor.rowcount
         cursor.execute(_MARK_DUPLICATES, {"reason": RejectReason.DUPLICATE.value})
 
         cursor.execute("SELECT reject_reason, COUNT(*) FROM otc_stage GROUP BY reject_reason")
@@ -207,7 +239,6 @@ def land_and_normalize(
             rows_loaded=counts.pop(None, 0),
             rows_rejected=sum(counts.values()),
             rejected_by_reason=dict(sorted(counts.items())),
-            raw_lines_new=raw_lines_new,
         )
         if summary.rows_loaded == 0:
             _drop_stage(cursor, postgres)
@@ -228,9 +259,94 @@ def land_and_normalize(
     return summary
 
 
+def _plan_for_bulk() -> None:
+    """Settings for the rest of the ingest's transaction, on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        # Sorts of a million rows (duplicates, the metrics) spilled to disk with the default
+        # 4 MB.
+        cursor.execute(f"SET LOCAL work_mem = '{_WORK_MEM}'")
+        # No nested loops. A table that was empty when last analyzed (a new install, or a week
+        # loaded since autovacuum last looked) is planned as empty, and the anti-joins then
+        # rescan it once per staged line, including the rows the same statement is adding:
+        # 100k lines into an empty database took 108 s instead of 2. Every statement of an
+        # ingest is a bulk one, where hash joins are right.
+        cursor.execute("SET LOCAL enable_nestloop = off")
+
+
+def _copy_lines(capture_id: int, lines: Iterable[SourceLine], digest) -> int:
+    """`COPY` a capture's lines into `otc_trades_raw`; hash them into `digest`; return the count.
+
+    Lines are formatted in batches; a batch of plain ASCII without COPY's special bytes (every
+    line of a FINRA file, in practice) goes as it is, anything else line by line, escaped.
+    """
+    raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
+    prefix = b"%d\t" % capture_id
+    count = 0
+    sql = "COPY otc_trades_raw (capture_id, line_number, raw_line) FROM STDIN"
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        lines = iter(lines)
+        while batch := list(islice(lines, _COPY_BATCH)):
+            count += len(batch)
+            rows = b"".join([b"%d\t%s\n" % (line.line_number, line.raw) for line in batch])
+            if not _plain(rows, len(batch)):
+                digest.update(b"".join(_hashed(line) for line in batch))
+                copy.write(b"".join(prefix + _copy_row(line) for line in batch))
+                continue
+            digest.update(rows)
+            copy.write(prefix + rows.replace(b"\n", b"\n" + prefix)[: -len(prefix)])
+    return count
+
+
+def _plain(rows: bytes, lines: int) -> bool:
+    """True when `rows` (one `number TAB line NEWLINE` per line) can go to COPY unescaped.
+
+    ASCII (so valid UTF-8), and no tab, newline, backslash, CR or NUL of the lines' own.
+    """
+    return (
+        rows.isascii()
+        and rows.count(b"\t") == lines
+        and rows.count(b"\n") == lines
+        and b"\\" not in rows
+        and b"\r" not in rows
+        and b"\x00" not in rows
+    )
+
+
+def _insert_lines(capture_id: int, lines: Iterable[SourceLine], digest) -> int:
+    """The SQLite path of `_copy_lines`: executemany in batches."""
+    count = 0
+    lines = iter(lines)
+    with connection.cursor() as cursor:
+        while batch := list(islice(lines, _SQLITE_BATCH)):
+            count += len(batch)
+            digest.update(b"".join(_hashed(line) for line in batch))
+            cursor.executemany(
+                "INSERT INTO otc_trades_raw (capture_id, line_number, raw_line)"
+                " VALUES (%s, %s, %s)",
+                [(capture_id, line.line_number, stored_text(line.raw)) for line in batch],
+            )
+    return count
+
+
+def _hashed(line: SourceLine) -> bytes:
+    """What `content_hash` covers of a line: its number, a tab, its stored text, a newline."""
+    return b"%d\t%s\n" % (line.line_number, stored_text(line.raw).encode())
+
+
+def _copy_row(line: SourceLine) -> bytes:
+    """A line as a row of COPY's text format, after the capture id: number, tab, escaped text."""
+    text = stored_text(line.raw)
+    escaped = (
+        text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
+    )
+    return b"%d\t%s\n" % (line.line_number, escaped.encode())
+
+
 def _params(tier, week, venue_type, source, execution_id, now) -> dict:
     """Query parameters prepared the way Django stores them on this database."""
-    fields = {f.name: f for f in RawTrade._meta.get_fields()}
+    fields = {f.name: f for f in RawCapture._meta.get_fields()}
     return {
         "tier": tier,
         "week": fields["week"].get_db_prep_value(week, connection),

@@ -6,7 +6,6 @@ the file. A bad line becomes a row with a reject reason; only a wrong header or 
 stops the whole ingest.
 """
 
-import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,7 +41,6 @@ STAGE_COLUMNS = (
     "seq",
     "source_name",
     "line_number",
-    "line_hash",
     "raw_line",
     "symbol",
     "issue_name",
@@ -105,44 +103,36 @@ def check_header(first_line: bytes, source_name: str) -> None:
     )
 
 
+def stored_text(raw: bytes) -> str:
+    """A line's bytes as the text the tables store: undecodable bytes and NULs backslash-escaped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="backslashreplace")
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
 def stage_rows(lines: Iterable[SourceLine], *, tier: str, week: date) -> Iterator[tuple]:
-    """Turn source lines into staging rows (`STAGE_COLUMNS`): valid, or with a reject reason."""
+    """Turn source lines into staging rows (`STAGE_COLUMNS`): valid, or with a reject reason.
+
+    Each row carries its line's text as stored (`stored_text`), for `otc_rejected_rows`: a
+    valid line may still be rejected as a duplicate by the loader's SQL.
+    """
     expected_tier = TIER_DESCRIPTIONS[Tier(tier)]
     week_end = week + timedelta(days=4)
-    blake2b = hashlib.blake2b
     no_values = (None,) * 7
     for seq, line in enumerate(lines, start=1):
-        raw = line.raw
-        line_hash = blake2b(raw, digest_size=16).hexdigest()
-        try:  # decoded once: the text stored, and the one split into fields
-            text = raw.decode("utf-8")
+        try:  # decoded once, for the fields
+            text = line.raw.decode("utf-8")
         except UnicodeDecodeError:
             text = None
-            raw_line = raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-        else:
-            raw_line = text.replace("\x00", "\\x00") if "\x00" in text else text
         parsed, reject = _parse(line, expected_tier, week_end, text)
         if reject is None:
-            yield (
-                seq,
-                line.source_name,
-                line.line_number,
-                line_hash,
-                raw_line,
-                *parsed,
-                None,
-                None,
-            )
+            raw_line = text if text is not None else stored_text(line.raw)
+            yield (seq, line.source_name, line.line_number, raw_line, *parsed, None, None)
         else:
-            yield (
-                seq,
-                line.source_name,
-                line.line_number,
-                line_hash,
-                raw_line,
-                *no_values,
-                *reject,
-            )
+            raw_line = stored_text(line.raw)
+            yield (seq, line.source_name, line.line_number, raw_line, *no_values, *reject)
 
 
 def _parse(line: SourceLine, expected_tier: str, week_end: date, text: str | None = None):

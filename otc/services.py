@@ -3,6 +3,7 @@
 The pipelines in `otc.pipelines` call these; so do the demo command and the tests.
 """
 
+import functools
 import pickle  # noqa: S403 - spools our own objects to a private temp file
 import tempfile
 import time
@@ -24,7 +25,7 @@ from executions.models import TERMINAL_STATUSES, Execution, LaneName, TriggerSou
 from otc import loader, metrics
 from otc.calendar import weeks_between
 from otc.connectors import Source, open_source
-from otc.errors import NoValidRows
+from otc.errors import NoValidRows, SourceChanged
 from otc.parser import SourceLine
 
 log = structlog.get_logger(__name__)
@@ -48,28 +49,40 @@ def ingest_week(
     check_cancelled: Callable[[], None] | None = None,
     connector: Source | None = None,
 ) -> dict[str, Any]:
-    """Land, normalize and compute metrics for one tier-week in one transaction; return counts."""
+    """Land, normalize and compute metrics for one tier-week in one transaction; return counts.
+
+    The source is read twice: once to land its lines raw, once to parse them (a remote source is
+    fetched once, into a temporary spool, before the transaction opens).
+    """
     connector = connector or open_source(
         tier=tier, week=week, venue_type=venue_type, source=source, path=path
     )
-    lines = connector.lines()
-    if check_cancelled is not None:
-        lines = _with_checks(lines, check_cancelled)
+    lines: Callable[[], Iterable[SourceLine]] = connector.lines
+    fingerprint = getattr(connector, "fingerprint", tuple)  # a file source can change under us
     if connector.kind != "file":
         # Fetch a remote source completely before the transaction opens: its paging, retries
         # and rate-limit waits must not hold a write transaction (and SQLite's database lock).
-        lines = _spooled(lines)
+        lines = _Spool(connector.lines())
+    if check_cancelled is not None:
+        lines = functools.partial(_with_checks, lines, check_cancelled)
+    common = {
+        "tier": tier,
+        "week": week,
+        "venue_type": venue_type,
+        "source": connector.kind,
+        "execution_id": execution_id,
+        "now": timezone.now(),
+    }
     with transaction.atomic():
         _lock_week(tier, week)
-        summary = loader.land_and_normalize(
-            lines,
-            tier=tier,
-            week=week,
-            venue_type=venue_type,
-            source=connector.kind,
-            execution_id=execution_id,
-            now=timezone.now(),
-        )
+        read = fingerprint()
+        raw_lines_new = loader.land_raw(lines(), **common)
+        summary = loader.normalize(lines(), **common)
+        if fingerprint() != read:  # the raw lines and the parsed rows might disagree
+            raise SourceChanged(
+                f"{path}: the source changed while it was being ingested; nothing was kept, "
+                "and the ingest is retried."
+            )
         if summary.rows_loaded == 0:
             raise NoValidRows(
                 f"No line of the source could be loaded ({summary.rows_read} read; rejected: "
@@ -85,7 +98,7 @@ def ingest_week(
         "rows_loaded": summary.rows_loaded,
         "rows_rejected": summary.rows_rejected,
         "rejected_by_reason": summary.rejected_by_reason,
-        "raw_lines_new": summary.raw_lines_new,
+        "raw_lines_new": raw_lines_new,
         "trades_written": summary.trades_written,
         "trades_removed": summary.trades_removed,
         "metric_rows": metric_rows,
@@ -190,25 +203,29 @@ def _lock_week(tier: str, week: date) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"otc:{tier}:{week}"])
 
 
-def _spooled(lines: Iterable[SourceLine]) -> Iterator[SourceLine]:
-    """Read every line now into a temporary file (memory stays flat); return their replay."""
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the replay below
-    count = 0
-    for line in lines:
-        pickle.dump(line, spool, protocol=pickle.HIGHEST_PROTOCOL)
-        count += 1
-    spool.seek(0)
+class _Spool:
+    """A source's lines, read once into a temporary file (memory stays flat), replayed on call."""
 
-    def replay() -> Iterator[SourceLine]:
-        with spool:
-            for _ in range(count):
-                yield pickle.load(spool)  # noqa: S301 - our own file, written just above
+    def __init__(self, lines: Iterable[SourceLine]):
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the spool
+        self._count = 0
+        for line in lines:
+            pickle.dump(line, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._count += 1
 
-    return replay()
+    def __call__(self) -> Iterator[SourceLine]:
+        self._file.seek(0)
+        for _ in range(self._count):
+            yield pickle.load(self._file)  # noqa: S301 - our own file, written above
+
+    def __del__(self):
+        self._file.close()
 
 
-def _with_checks(lines: Iterable[SourceLine], check: Callable[[], None]) -> Iterator[SourceLine]:
-    for n, line in enumerate(lines, start=1):
+def _with_checks(
+    lines: Callable[[], Iterable[SourceLine]], check: Callable[[], None]
+) -> Iterator[SourceLine]:
+    for n, line in enumerate(lines(), start=1):
         if n % _CHECK_EVERY == 0:
             check()
         yield line

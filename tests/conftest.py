@@ -179,7 +179,7 @@ def ensure_role_groups():
         return
     first = importlib.import_module("spine_project.migrations.0001_roles")
     grants = {"viewer": list(first.VIEWER), "operator": list(first.OPERATOR)}
-    for name in ("0002_schedule_roles", "0003_otc_roles"):
+    for name in ("0002_schedule_roles", "0003_otc_roles", "0004_raw_capture_roles"):
         for role, perms in importlib.import_module(
             f"spine_project.migrations.{name}"
         ).GRANTS.items():

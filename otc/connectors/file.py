@@ -47,6 +47,15 @@ class FileSource:
             return parts
         raise BadSourceFile(f"{self.path}: no such file or directory.")
 
+    def fingerprint(self) -> tuple:
+        """What changes when a file of the source is rewritten or replaced (name, inode, size,
+        modification time): an ingest reads the source twice and compares this around it."""
+        return tuple(
+            (p.name, st.st_ino, st.st_size, st.st_mtime_ns)
+            for p in self.files()
+            for st in [p.stat()]
+        )
+
     def lines(self) -> Iterator[SourceLine]:
         for part in self.files():
             try:

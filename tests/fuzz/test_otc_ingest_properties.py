@@ -27,7 +27,11 @@ def data_dir(tmp_path, settings):
 def tables():
     week = {"tier": "OTCE", "week": WEEK}
     return (
-        sorted(RawTrade.objects.filter(**week).values_list("line_number", "line_hash")),
+        sorted(
+            RawTrade.objects.filter(capture__tier="OTCE", capture__week=WEEK).values_list(
+                "line_number", "raw_line"
+            )
+        ),
         sorted(Trade.objects.filter(**week).values_list("symbol", "venue_mpid", "shares")),
         sorted(RejectedRow.objects.filter(**week).values_list("line_number", "reason")),
     )

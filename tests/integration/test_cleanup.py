@@ -104,11 +104,16 @@ def test_cleanup_keeps_protected_rows_and_deletes_the_rest_in_batches(ledger):
     assert ExecutionEvent.objects.filter(execution_id=ledger["old_pending"]).count() == 1
 
     stats = {s.kind: (s.deleted_total, s.last_deleted) for s in CleanupStat.objects.all()}
-    assert stats == {"events": (5, 5), "executions": (4, 4), "otc_raw": (0, 0)}
+    assert stats == {
+        "events": (5, 5),
+        "executions": (4, 4),
+        "otc_raw": (0, 0),
+        "otc_raw_captures": (0, 0),
+    }
 
     # a second run finds nothing and the totals stay
     again = {r.kind: r.deleted for r in cleanup.run_cleanup()}
-    assert again == {"events": 0, "executions": 0, "otc_raw": 0}
+    assert again == {"events": 0, "executions": 0, "otc_raw": 0, "otc_raw_captures": 0}
     assert (
         build_registry().get_sample_value("spine_cleanup_deleted_total", {"kind": "executions"})
         == 4
@@ -147,28 +152,37 @@ def test_unknown_kind_is_refused(db):
 
 
 def test_raw_otc_rows_are_kept_180_days(db):
-    from otc.models import RawTrade
+    from otc.models import RawCapture, RawTrade
 
     now = timezone.now()
-    fields = {
-        "source": "file",
-        "source_name": "otc.csv",
-        "tier": "OTCE",
-        "venue_type": "ats",
-    }
     for n, age in enumerate((181, 200, 179, 1), start=1):
-        RawTrade.objects.create(
-            **fields,
+        capture = RawCapture.objects.create(
+            source="file",
+            source_name=f"otc-{n}.csv",
+            tier="OTCE",
+            venue_type="ats",
             week="2025-11-17",
-            line_number=n,
-            raw_line=f"line {n}",
-            line_hash=f"h{n}",
+            content_hash=f"h{n}",
+            line_count=2,
             captured_at=now - timedelta(days=age),
         )
+        for line in (2, 3):
+            RawTrade.objects.create(capture=capture, line_number=line, raw_line=f"{n}.{line}")
 
-    [dry] = cleanup.run_cleanup(kinds=["otc_raw"], dry_run=True)
-    assert (dry.days, dry.candidates, RawTrade.objects.count()) == (180, 2, 4)
+    dry = cleanup.run_cleanup(kinds=["otc_raw", "otc_raw_captures"], dry_run=True)
+    # A capture is deletable once its lines are gone: a dry run does not delete them.
+    assert [(r.days, r.candidates) for r in dry] == [(180, 4), (180, 0)]
+    assert (RawCapture.objects.count(), RawTrade.objects.count()) == (4, 8)
 
-    [report] = cleanup.run_cleanup(kinds=["otc_raw"])
-    assert report.deleted == 2
-    assert sorted(RawTrade.objects.values_list("line_number", flat=True)) == [3, 4]
+    lines, captures = cleanup.run_cleanup(kinds=["otc_raw", "otc_raw_captures"])
+    assert (lines.deleted, captures.deleted) == (4, 2)
+    assert sorted(RawTrade.objects.values_list("raw_line", flat=True)) == [
+        "3.2",
+        "3.3",
+        "4.2",
+        "4.3",
+    ]
+    assert sorted(RawCapture.objects.values_list("source_name", flat=True)) == [
+        "otc-3.csv",
+        "otc-4.csv",
+    ]

@@ -14,6 +14,7 @@ VIEWER = {
     "executions.view_lane",
     "executions.view_schedule",
     "dlq.view_deadletter",
+    "otc.view_rawcapture",
     "otc.view_rawtrade",
     "otc.view_trade",
     "otc.view_metricsdaily",

@@ -37,12 +37,12 @@ def run_pipeline(queued):
 
 
 def table_snapshot():
-    """Every row of the four OTC tables, in id order, all columns."""
-    from otc.models import MetricsDaily, RawTrade, RejectedRow, Trade
+    """Every row of the five OTC tables, in id order, all columns."""
+    from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, Trade
 
     return {
         model._meta.db_table: list(model.objects.order_by("id").values_list())
-        for model in (RawTrade, Trade, MetricsDaily, RejectedRow)
+        for model in (RawCapture, RawTrade, Trade, MetricsDaily, RejectedRow)
     }
 
 
@@ -119,13 +119,13 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
     """What an ingest of the file `data` must leave, worked out by the Python parser alone.
 
     (normalized rows as (symbol, mpid, issue, venue, shares, trades, published), sorted;
-    rejects as (line number, reason, detail), sorted; raw lines as (line number, hash), sorted):
+    rejects as (line number, reason, detail), sorted; raw lines as (line number, text), sorted):
     the oracle that the loader's SQL, on either database, is checked against.
     """
     import io
 
     from otc.models import RejectReason
-    from otc.parser import STAGE_COLUMNS, read_file, stage_rows
+    from otc.parser import STAGE_COLUMNS, read_file, stage_rows, stored_text
 
     rows = [
         dict(zip(STAGE_COLUMNS, row, strict=True))
@@ -154,7 +154,10 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
                     )
                 )
             )
-    raw = sorted((r["line_number"], r["line_hash"]) for r in rows)
+    raw = sorted(
+        (line.line_number, stored_text(line.raw))
+        for line in read_file(io.BytesIO(data), source_name)
+    )
     return sorted(trades), sorted(rejects), raw
 
 
@@ -168,5 +171,7 @@ def loaded_tables(*, tier: str, week):
     rejects = RejectedRow.objects.filter(tier=tier, week=week).values_list(
         "line_number", "reason", "detail"
     )
-    raw = RawTrade.objects.filter(tier=tier, week=week).values_list("line_number", "line_hash")
+    raw = RawTrade.objects.filter(capture__tier=tier, capture__week=week).values_list(
+        "line_number", "raw_line"
+    )
     return sorted(trades), sorted(rejects), sorted(raw)

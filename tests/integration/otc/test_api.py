@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from otc.models import Trade
+from otc.models import RawCapture, Trade
 from otc.selectors import weekly_volume_by_venue
 from otc.services import ingest_week
 from tests.integration.otc.conftest import SAMPLE_WEEK
@@ -161,7 +161,9 @@ def test_weekly_volume_by_venue_for_a_chart(loaded):
     assert weekly_volume_by_venue("NOPE") == []
 
 
-@pytest.mark.parametrize("model", ["trade", "metricsdaily", "rejectedrow", "rawtrade"])
+@pytest.mark.parametrize(
+    "model", ["trade", "metricsdaily", "rejectedrow", "rawcapture", "rawtrade"]
+)
 def test_the_admin_pages_are_read_only(admin_client, loaded, model):
     listing = admin_client.get(f"/admin/otc/{model}/")
     assert listing.status_code == 200
@@ -176,3 +178,10 @@ def test_the_admin_pages_are_read_only(admin_client, loaded, model):
         posted = admin_client.post(f"/admin/otc/trade/{row.pk}/change/", {"shares": 1})
         assert posted.status_code == 403
         assert Trade.objects.get(pk=row.pk).shares == 40313
+    if model == "rawcapture":
+        capture = RawCapture.objects.get()
+        url = f"/admin/otc/rawtrade/?capture__exact={capture.pk}"
+        assert f'href="{url}"'.encode() in listing.content  # the capture's "view lines"
+        lines = admin_client.get(url)
+        assert lines.status_code == 200
+        assert b"OTC|AABB|Asia Broadband Inc Common Stock|OTCN OTC LINK NQB IDQS" in lines.content

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from executions.models import Status
-from otc.models import MetricsDaily, RawTrade, RejectedRow, RejectReason, Trade
+from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, RejectReason, Trade
 from tests.integration.otc.conftest import (
     SAMPLE,
     SAMPLE_WEEK,
@@ -39,7 +39,17 @@ def test_the_shared_week_loads_every_row_and_a_rerun_changes_nothing(data_dir, r
     assert Trade.objects.count() == 5328
     assert Trade.objects.values("symbol").distinct().count() == 3111
     assert MetricsDaily.objects.count() == 3111
-    assert RawTrade.objects.filter(execution_id=first.id).count() == 5328
+    capture = RawCapture.objects.get()
+    assert (capture.execution_id, capture.source, capture.source_name) == (
+        first.id,
+        "file",
+        "otc_sample.csv",
+    )
+    assert capture.line_count == RawTrade.objects.filter(capture=capture).count() == 5328
+    assert (
+        RawTrade.objects.get(capture=capture, line_number=2).raw_line
+        == (SAMPLE.read_text().splitlines()[1])
+    )
     assert RejectedRow.objects.count() == 0
     before = table_snapshot()
 
@@ -210,7 +220,10 @@ def test_a_directory_is_read_as_the_parts_of_one_week(data_dir, run_pipeline):
 
     assert execution.status == Status.COMPLETED, execution.error_message
     assert (execution.result["rows_loaded"], execution.result["metric_rows"]) == (5328, 3111)
-    assert set(RawTrade.objects.values_list("source_name", flat=True)) == {"a.csv", "b.csv"}
+    assert dict(RawCapture.objects.values_list("source_name", "line_count")) == {
+        "a.csv": 3000,
+        "b.csv": 2328,
+    }
 
 
 def test_a_changed_file_replaces_the_weeks_rows(data_dir, run_pipeline):
@@ -319,4 +332,30 @@ def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipel
     again = run_pipeline("otc.ingest_week", params)
 
     assert (again.result["raw_lines_new"], again.result["trades_written"]) == (0, 0)
+    assert table_snapshot() == before
+
+
+def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_kept(
+    data_dir, run_pipeline, monkeypatch
+):
+    from otc import loader
+
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    before = table_snapshot()
+    lines = SAMPLE.read_bytes().split(b"\n")
+    (data_dir / "moving.csv").write_bytes(b"\n".join(lines[:100]))
+    normalize = loader.normalize
+
+    def rewrite_then_normalize(*args, **kwargs):
+        (data_dir / "moving.csv").write_bytes(b"\n".join(lines[:50]))  # rewritten mid-ingest
+        return normalize(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "normalize", rewrite_then_normalize)
+
+    execution = run_pipeline("otc.ingest_week", {**SAMPLE_PARAMS, "path": "moving.csv"})
+
+    assert (execution.status, execution.error_type) == (Status.QUEUED, "SourceChanged")
+    assert "moving.csv: the source changed while it was being ingested" in (
+        execution.error_message
+    )
     assert table_snapshot() == before
