@@ -355,7 +355,5 @@ def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_ke
     execution = run_pipeline("otc.ingest_week", {**SAMPLE_PARAMS, "path": "moving.csv"})
 
     assert (execution.status, execution.error_type) == (Status.QUEUED, "SourceChanged")
-    assert "moving.csv: the source changed while it was being ingested" in (
-        execution.error_message
-    )
+    assert "moving.csv: the source changed while it was being ingested" in (execution.error_message)
     assert table_snapshot() == before
