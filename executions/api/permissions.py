@@ -1,6 +1,6 @@
 """API permissions: every view action names the Django permission it needs (roles, SPEC §6)."""
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 
 class ActionPermission(BasePermission):
@@ -16,3 +16,14 @@ class ActionPermission(BasePermission):
             return False
         perm = view.action_permissions.get(getattr(view, "action", None) or "")
         return perm is not None and user.has_perm(perm)
+
+
+class ReadModelPermission(DjangoModelPermissions):
+    """Allow an authenticated user holding the view permission of the view's model to read.
+
+    For read-only list views over a model (the OTC API): DRF's own `DjangoModelPermissions`
+    asks no permission for a GET, so any signed-in user, even one without a role, could read.
+    """
+
+    _view = ["%(app_label)s.view_%(model_name)s"]
+    perms_map = {**DjangoModelPermissions.perms_map, "GET": _view, "HEAD": _view, "OPTIONS": _view}

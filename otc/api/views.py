@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework_csv.renderers import PaginatedCSVRenderer
 
 from executions.api.pagination import CursorPagination
+from executions.api.permissions import ReadModelPermission
 from executions.api.serializers import error_responses
 from otc.api import filters, serializers
 from otc.models import MetricsDaily, RejectedRow, Trade
@@ -28,9 +29,13 @@ class _LinkHeader:
 
 
 class _ReadOnlyList(generics.ListAPIView):
-    """A list as JSON or CSV; CSV columns keep the serializer's field order."""
+    """A list as JSON or CSV; CSV columns keep the serializer's field order.
+
+    Reading needs the view permission of the list's model (the viewer and operator roles).
+    """
 
     renderer_classes = RENDERERS
+    permission_classes = [ReadModelPermission]
 
     def get_renderer_context(self):
         context = super().get_renderer_context()

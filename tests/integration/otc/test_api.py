@@ -23,17 +23,40 @@ def loaded(db, data_dir):
 
 
 @pytest.fixture
-def api(db):
+def api(role_user):
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user("viewer"))
+    client.force_authenticate(role_user("viewer"))
     return client
 
 
-@pytest.mark.parametrize("name", ["weeks", "trades", "metrics", "venue-shares", "rejects"])
-def test_every_endpoint_needs_authentication(db, name):
-    response = APIClient().get(f"/api/v1/otc/{name}/")
-    assert response.status_code in (401, 403)
-    assert response.json()["code"] in ("not_authenticated", "authentication_failed")
+ENDPOINTS = ["weeks", "trades", "metrics", "venue-shares", "rejects"]
+
+
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_every_endpoint_needs_authentication(api_client_for, name):
+    response = api_client_for("anonymous").get(f"/api/v1/otc/{name}/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_a_user_without_a_role_may_not_read(db, name):
+    from rest_framework.authtoken.models import Token
+
+    nobody = get_user_model().objects.create_user("nobody")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=nobody).key}")
+
+    response = client.get(f"/api/v1/otc/{name}/")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_every_role_may_read(api_client_for, loaded, role, name):
+    assert api_client_for(role).get(f"/api/v1/otc/{name}/").status_code == 200
 
 
 def test_weeks_lists_the_loaded_week(api, loaded):
