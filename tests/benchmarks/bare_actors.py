@@ -1,8 +1,8 @@
 """The baseline of the executions benchmarks: a bare Dramatiq no-op actor on the same Redis.
 
 Run as `python -m dramatiq tests.benchmarks.bare_actors --queues <prefix>.bare ...` with
-BENCH_REDIS_URL and BENCH_QUEUE_PREFIX set. The actor only records how long its message waited
-(one RPUSH), the least a benchmark can observe.
+BENCH_REDIS_URL and BENCH_QUEUE_PREFIX set. The actor only records when its message was sent
+and when it ran (one RPUSH), the least a benchmark can observe.
 """
 
 import os
@@ -23,4 +23,4 @@ client = redis.Redis.from_url(URL)
 
 @dramatiq.actor(queue_name=f"{PREFIX}.bare", max_retries=0)
 def noop(sent_at: float) -> None:
-    client.rpush(LATENCIES, time.time() - sent_at)
+    client.rpush(LATENCIES, f"{sent_at} {time.time()}")
