@@ -13,7 +13,7 @@ Two passes over the lines, in the ingest's transaction (a failure leaves every t
 
 Where the time goes on PostgreSQL (1M lines, issue 8): parsing in Python (about 3.5 s), inserting
 into `otc_trades` with its four indexes (about 5 s), the metrics (about 2.5 s); landing raw about
-1.7 s. Plain inserts behind anti-joins replaced `ON CONFLICT`, and the stage is hash-joined
+1.8 s. Plain inserts behind anti-joins replaced `ON CONFLICT`, and the stage is hash-joined
 rather than indexed.
 """
 
@@ -205,7 +205,6 @@ def normalize(
     venue_type: str,
     source: str,
     execution_id: UUID | None,
-    now: datetime,
 ) -> LoadSummary:
     """Stage `lines`, then upsert the tier-week's normalized rows and rejects from the stage.
 
@@ -215,7 +214,7 @@ def normalize(
     """
     postgres = connection.vendor == "postgresql"
     rows = stage_rows(lines, tier=tier, week=week)
-    params = _params(tier, week, venue_type, source, execution_id, now)
+    params = _params(tier, week, venue_type, source, execution_id)
     distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     _plan_for_bulk()
     with connection.cursor() as cursor:
@@ -344,7 +343,7 @@ def _copy_row(line: SourceLine) -> bytes:
     return b"%d\t%s\n" % (line.line_number, escaped.encode())
 
 
-def _params(tier, week, venue_type, source, execution_id, now) -> dict:
+def _params(tier, week, venue_type, source, execution_id) -> dict:
     """Query parameters prepared the way Django stores them on this database."""
     fields = {f.name: f for f in RawCapture._meta.get_fields()}
     return {
@@ -353,7 +352,6 @@ def _params(tier, week, venue_type, source, execution_id, now) -> dict:
         "venue_type": venue_type,
         "source": source,
         "execution_id": fields["execution_id"].get_db_prep_value(execution_id, connection),
-        "now": fields["captured_at"].get_db_prep_value(now, connection),
     }
 
 

@@ -71,12 +71,11 @@ def ingest_week(
         "venue_type": venue_type,
         "source": connector.kind,
         "execution_id": execution_id,
-        "now": timezone.now(),
     }
     with transaction.atomic():
         _lock_week(tier, week)
         read = fingerprint()
-        raw_lines_new = loader.land_raw(lines(), **common)
+        raw_lines_new = loader.land_raw(lines(), **common, now=timezone.now())
         summary = loader.normalize(lines(), **common)
         if fingerprint() != read:  # the raw lines and the parsed rows might disagree
             raise SourceChanged(
