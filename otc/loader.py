@@ -163,14 +163,12 @@ def land_raw(
     _plan_for_bulk()
     landed = 0
     for source_name, group in groupby(lines, key=attrgetter("source_name")):
+        key = {"tier": tier, "week": week, "venue_type": venue_type, "source_name": source_name}
         savepoint = transaction.savepoint()
         capture = RawCapture.objects.create(
-            tier=tier,
-            week=week,
-            venue_type=venue_type,
+            **key,
             source=source,
-            source_name=source_name,
-            content_hash="",
+            content_hash="",  # known once every line is in
             line_count=0,
             execution_id=execution_id,
             captured_at=now,
@@ -181,14 +179,7 @@ def land_raw(
         else:
             count = _insert_lines(capture.pk, group, digest)
         content_hash = digest.hexdigest()
-        landed_before = RawCapture.objects.filter(
-            tier=tier,
-            week=week,
-            venue_type=venue_type,
-            source_name=source_name,
-            content_hash=content_hash,
-        ).exists()
-        if landed_before:
+        if RawCapture.objects.filter(**key, content_hash=content_hash).exists():
             transaction.savepoint_rollback(savepoint)
             continue
         RawCapture.objects.filter(pk=capture.pk).update(content_hash=content_hash, line_count=count)
