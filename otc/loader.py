@@ -27,8 +27,9 @@ from operator import attrgetter
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 
-from otc.models import RawCapture, RejectReason
+from otc.models import RawCapture, RawTrade, RejectReason
 from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows, stored_text
 
 _SQLITE_BATCH = 5_000
@@ -158,7 +159,8 @@ def land_raw(
     """Land each source among `lines` as a capture and its lines; return the lines landed.
 
     Must run inside a transaction. A source whose content matches a capture already landed for
-    the tier-week (same name, same `content_hash`) is undone to a savepoint and counts 0.
+    the tier-week (same name, same `content_hash`, lines still kept) is undone to a savepoint and
+    counts 0.
     """
     _plan_for_bulk()
     landed = 0
@@ -179,9 +181,12 @@ def land_raw(
         else:
             count = _insert_lines(capture.pk, group, digest)
         content_hash = digest.hexdigest()
-        if RawCapture.objects.filter(**key, content_hash=content_hash).exists():
+        same = RawCapture.objects.filter(**key, content_hash=content_hash)
+        if same.filter(Exists(RawTrade.objects.filter(capture=OuterRef("pk")))).exists():
             transaction.savepoint_rollback(savepoint)
             continue
+        # A capture of the same content whose lines retention already deleted gives way.
+        same.delete()
         RawCapture.objects.filter(pk=capture.pk).update(content_hash=content_hash, line_count=count)
         transaction.savepoint_commit(savepoint)
         landed += count

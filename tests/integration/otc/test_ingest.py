@@ -357,3 +357,24 @@ def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_ke
     assert (execution.status, execution.error_type) == (Status.QUEUED, "SourceChanged")
     assert "moving.csv: the source changed while it was being ingested" in (execution.error_message)
     assert table_snapshot() == before
+
+
+def test_a_file_whose_raw_lines_retention_deleted_lands_again(data_dir, run_pipeline):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from executions import cleanup
+
+    first = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    assert first.status == Status.COMPLETED, first.error_message
+    later = timezone.now() + timedelta(days=181)
+    [lines] = cleanup.run_cleanup(kinds=["otc_raw"], now=later)  # the lines only, not captures
+    assert (lines.deleted, RawCapture.objects.count(), RawTrade.objects.count()) == (5328, 1, 0)
+
+    again = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+
+    assert again.result["raw_lines_new"] == 5328
+    capture = RawCapture.objects.get()  # the emptied capture gave way to the new one
+    assert (capture.execution_id, capture.line_count) == (again.id, 5328)
+    assert RawTrade.objects.filter(capture=capture).count() == 5328
