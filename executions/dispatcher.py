@@ -204,50 +204,64 @@ def requeue(
     is resumed, which sends it (`services.set_lane_paused`).
     """
     guard = Q(attempt=attempt) & (where if where is not None else Q())
-    lane, paused = (
-        Execution.objects.filter(pk=execution_id)
-        .annotate(paused=Exists(Lane.objects.filter(name=OuterRef("lane"), paused=True)))
-        .values_list("lane", "paused")
-        .get()
-    )
-    not_before = timezone.now() + timedelta(seconds=delay_seconds)
-    if paused:
-        log.info("execution.held", execution_id=str(execution_id), lane=lane)
-    sent = not paused and _send(
-        execution_id,
-        frm=Status.RUNNING,
-        kind=kind,
-        actor=actor,
-        lane=lane,
-        delay=delay_seconds,
-        where=guard,
-        data={**(data or {}), "delay_seconds": round(delay_seconds, 3)},
-        not_before=not_before,
-        lease_expires_at=None,
-        worker_id="",
-        **fields,
-    )
-    if not sent:
-        transition(
+    lane = Execution.objects.filter(pk=execution_id).values_list("lane", flat=True).get()
+    with transaction.atomic():
+        paused = _lane_paused_locked(lane)
+        if paused:
+            log.info("execution.held", execution_id=str(execution_id), lane=lane)
+        not_before = timezone.now() + timedelta(seconds=delay_seconds)
+        sent = not paused and _send(
             execution_id,
             frm=Status.RUNNING,
-            to=Status.QUEUED,
             kind=kind,
             actor=actor,
+            lane=lane,
+            delay=delay_seconds,
             where=guard,
-            data={
-                **(data or {}),
-                "delay_seconds": round(delay_seconds, 3),
-                "sent": False,
-                **({"held": "lane paused"} if paused else {}),
-            },
+            data={**(data or {}), "delay_seconds": round(delay_seconds, 3)},
             not_before=not_before,
-            queued_at=timezone.now(),
             lease_expires_at=None,
             worker_id="",
-            backend_run_id="",  # no message carries this attempt yet
             **fields,
         )
+        if not sent:
+            transition(
+                execution_id,
+                frm=Status.RUNNING,
+                to=Status.QUEUED,
+                kind=kind,
+                actor=actor,
+                where=guard,
+                data={
+                    **(data or {}),
+                    "delay_seconds": round(delay_seconds, 3),
+                    "sent": False,
+                    **({"held": "lane paused"} if paused else {}),
+                },
+                not_before=not_before,
+                queued_at=timezone.now(),
+                lease_expires_at=None,
+                worker_id="",
+                backend_run_id="",  # no message carries this attempt yet
+                **fields,
+            )
+
+
+def _lane_paused_locked(lane: str) -> bool:
+    """Whether `lane` is paused, read under a share lock on its row (PostgreSQL).
+
+    A pause or resume updates that row, so it waits for the caller's transaction: a retry held
+    because the lane was paused is committed before the resume looks for held retries.
+    """
+    if connection.vendor != "postgresql":  # SQLite: one process, writes already serialized
+        return Lane.objects.filter(name=lane, paused=True).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT paused FROM {Lane._meta.db_table} WHERE name = %s FOR SHARE",  # noqa: S608
+            [lane],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def resend(execution_id: UUID | str, *, actor: Actor, reason: str) -> bool:
