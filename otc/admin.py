@@ -103,10 +103,11 @@ class RawCaptureAdmin(ReadOnlyAdmin):
 
 @admin.register(RawTrade)
 class RawTradeAdmin(ReadOnlyAdmin):
-    """Lines as received, in capture and line order; open them from a capture."""
+    """Lines as received, in capture and line order; opened from a capture ("view lines").
 
-    list_display = ("capture", "line_number", "raw_line")
-    list_filter = ("capture__tier", "capture__venue_type", "capture__week")
-    list_select_related = ("capture",)
-    search_fields = ("=capture__source_name", "=capture__execution_id")
-    ordering = ("capture", "line_number")
+    No filters or search here: over millions of lines each would scan them all. A capture's
+    lines come from its index on `capture_id`.
+    """
+
+    list_display = ("capture_id", "line_number", "raw_line")
+    ordering = ("capture_id", "line_number")

@@ -25,7 +25,7 @@ from executions.models import TERMINAL_STATUSES, Execution, LaneName, TriggerSou
 from otc import loader, metrics
 from otc.calendar import weeks_between
 from otc.connectors import Source, open_source
-from otc.errors import NoValidRows, SourceChanged
+from otc.errors import BadSourceFile, NoValidRows, SourceChanged
 from otc.parser import SourceLine
 
 log = structlog.get_logger(__name__)
@@ -75,13 +75,19 @@ def ingest_week(
     with transaction.atomic():
         _lock_week(tier, week)
         read = fingerprint()
+        changed = SourceChanged(
+            f"{path}: the source changed while it was being ingested; nothing was kept, "
+            "and the ingest is retried."
+        )
         raw_lines_new = loader.land_raw(lines(), **common, now=timezone.now())
-        summary = loader.normalize(lines(), **common)
+        try:
+            summary = loader.normalize(lines(), **common)
+        except BadSourceFile as exc:  # say, truncated since the first read
+            if fingerprint() != read:
+                raise changed from exc
+            raise
         if fingerprint() != read:  # the raw lines and the parsed rows might disagree
-            raise SourceChanged(
-                f"{path}: the source changed while it was being ingested; nothing was kept, "
-                "and the ingest is retried."
-            )
+            raise changed
         if summary.rows_loaded == 0:
             raise NoValidRows(
                 f"No line of the source could be loaded ({summary.rows_read} read; rejected: "

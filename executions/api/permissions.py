@@ -1,6 +1,6 @@
 """API permissions: every view action names the Django permission it needs (roles, SPEC §6)."""
 
-from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.permissions import SAFE_METHODS, BasePermission, DjangoModelPermissions
 
 
 class ActionPermission(BasePermission):
@@ -23,7 +23,13 @@ class ReadModelPermission(DjangoModelPermissions):
 
     For read-only list views over a model (the OTC API): DRF's own `DjangoModelPermissions`
     asks no permission for a GET, so any signed-in user, even one without a role, could read.
+    Other methods are left to the view, which answers 405 to a signed-in caller.
     """
 
     _view = ["%(app_label)s.view_%(model_name)s"]
     perms_map = {**DjangoModelPermissions.perms_map, "GET": _view, "HEAD": _view, "OPTIONS": _view}
+
+    def has_permission(self, request, view) -> bool:
+        if request.method not in SAFE_METHODS:
+            return bool(request.user and request.user.is_authenticated)
+        return super().has_permission(request, view)

@@ -55,8 +55,10 @@ def test_a_user_without_a_role_may_not_read(db, name):
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
 @pytest.mark.parametrize("name", ENDPOINTS)
-def test_every_role_may_read(api_client_for, loaded, role, name):
-    assert api_client_for(role).get(f"/api/v1/otc/{name}/").status_code == 200
+def test_every_role_may_read_and_nobody_may_write(api_client_for, loaded, role, name):
+    client = api_client_for(role)
+    assert client.get(f"/api/v1/otc/{name}/").status_code == 200
+    assert client.post(f"/api/v1/otc/{name}/", {}, format="json").status_code == 405
 
 
 def test_weeks_lists_the_loaded_week(api, loaded):

@@ -335,8 +335,9 @@ def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipel
     assert table_snapshot() == before
 
 
+@pytest.mark.parametrize("rewritten_lines", [50, 1], ids=["shorter", "header only"])
 def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_kept(
-    data_dir, run_pipeline, monkeypatch
+    data_dir, run_pipeline, monkeypatch, rewritten_lines
 ):
     from otc import loader
 
@@ -347,7 +348,8 @@ def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_ke
     normalize = loader.normalize
 
     def rewrite_then_normalize(*args, **kwargs):
-        (data_dir / "moving.csv").write_bytes(b"\n".join(lines[:50]))  # rewritten mid-ingest
+        rewritten = b"\n".join(lines[:rewritten_lines])  # rewritten mid-ingest
+        (data_dir / "moving.csv").write_bytes(rewritten)
         return normalize(*args, **kwargs)
 
     monkeypatch.setattr(loader, "normalize", rewrite_then_normalize)
