@@ -4,7 +4,11 @@
 and the capture time on every line, with four indexes; landing a 1M-line week spent 4.5 s there.
 Now a capture (`otc_raw_captures`) holds the provenance and a lines' content hash, and a line is
 its capture, number and text. Lines already landed are grouped into captures by the provenance
-they carried (one ingest's new lines each); their hash is computed as the landing computes it.
+they carried: one capture per earlier ingest, holding the lines that ingest added. The first
+capture of a source holds all its lines, so re-ingesting that unchanged file appends nothing;
+a file that changed since lands once more in full, because the capture of its change holds only
+the lines that changed. Hashes are computed as the landing computes them. Reversible, also with
+rows in the tables.
 """
 
 import hashlib
@@ -34,14 +38,25 @@ def group_lines_into_captures(apps, schema_editor):
 
 
 def spread_captures_over_lines(apps, schema_editor):
+    """The reverse: each capture's provenance back onto its lines, and a line hash.
+
+    The hash is BLAKE2b-128 of the stored text: the line's bytes for a line that was valid UTF-8,
+    the escaped text otherwise (the bytes themselves are not kept).
+    """
     RawCapture = apps.get_model("otc", "RawCapture")
     RawTrade = apps.get_model("otc", "RawTrade")
     for capture in RawCapture.objects.iterator():
-        lines = RawTrade.objects.filter(capture=capture)
-        lines.update(**{name: getattr(capture, name) for name in PROVENANCE})
-        for line in lines.only("pk", "raw_line").iterator(chunk_size=10_000):
-            line_hash = hashlib.blake2b(line.raw_line.encode(), digest_size=16).hexdigest()
-            RawTrade.objects.filter(pk=line.pk).update(line_hash=line_hash)
+        RawTrade.objects.filter(capture=capture).update(
+            **{name: getattr(capture, name) for name in PROVENANCE}
+        )
+    batch = []
+    for line in RawTrade.objects.only("pk", "raw_line").iterator(chunk_size=10_000):
+        line.line_hash = hashlib.blake2b(line.raw_line.encode(), digest_size=16).hexdigest()
+        batch.append(line)
+        if len(batch) == 5_000:
+            RawTrade.objects.bulk_update(batch, ["line_hash"])
+            batch = []
+    RawTrade.objects.bulk_update(batch, ["line_hash"])
 
 
 class Migration(migrations.Migration):
@@ -79,6 +94,20 @@ class Migration(migrations.Migration):
             name="capture",
             field=models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name="lines", to="otc.rawcapture"),
         ),
+        # Nullable while the data moves, so that the reverse can add the columns back to filled
+        # tables before it fills them; made NOT NULL again when reversed, after the fill.
+        *[
+            migrations.AlterField(model_name="rawtrade", name=name, field=field)
+            for name, field in [
+                ("tier", models.CharField(choices=[("T1", "NMS Tier 1"), ("T2", "NMS Tier 2"), ("OTCE", "OTC")], max_length=4, null=True)),
+                ("week", models.DateField(help_text="Monday of the trading week", null=True)),
+                ("venue_type", models.CharField(choices=[("ats", "ATS"), ("non_ats", "Non-ATS")], max_length=8, null=True)),
+                ("source", models.CharField(help_text="file or finra_api", max_length=20, null=True)),
+                ("source_name", models.CharField(help_text="file name, or the API dataset", max_length=300, null=True)),
+                ("line_hash", models.CharField(help_text="BLAKE2b-128 of the line's bytes", max_length=32, null=True)),
+                ("captured_at", models.DateTimeField(default=django.utils.timezone.now, null=True)),
+            ]
+        ],
         migrations.RunPython(group_lines_into_captures, spread_captures_over_lines),
         migrations.RemoveConstraint(model_name="rawtrade", name="otc_raw_line_once"),
         migrations.RemoveIndex(model_name="rawtrade", name="otc_raw_captured"),
