@@ -286,8 +286,9 @@ def _copy_lines(capture_id: int, lines: Iterable[SourceLine], digest) -> int:
             count += len(batch)
             rows = b"".join([b"%d\t%s\n" % (line.line_number, line.raw) for line in batch])
             if not _plain(rows, len(batch)):
-                digest.update(b"".join(_hashed(line) for line in batch))
-                copy.write(b"".join(prefix + _copy_row(line) for line in batch))
+                numbered = _stored(batch)
+                digest.update(b"".join(_hashed(n, text) for n, text in numbered))
+                copy.write(b"".join(prefix + _copy_row(n, text) for n, text in numbered))
                 continue
             digest.update(rows)
             copy.write(prefix + rows.replace(b"\n", b"\n" + prefix)[: -len(prefix)])
@@ -316,27 +317,32 @@ def _insert_lines(capture_id: int, lines: Iterable[SourceLine], digest) -> int:
     with connection.cursor() as cursor:
         while batch := list(islice(lines, _SQLITE_BATCH)):
             count += len(batch)
-            digest.update(b"".join(_hashed(line) for line in batch))
+            numbered = _stored(batch)
+            digest.update(b"".join(_hashed(n, text) for n, text in numbered))
             cursor.executemany(
                 "INSERT INTO otc_trades_raw (capture_id, line_number, raw_line)"
                 " VALUES (%s, %s, %s)",
-                [(capture_id, line.line_number, stored_text(line.raw)) for line in batch],
+                [(capture_id, n, text) for n, text in numbered],
             )
     return count
 
 
-def _hashed(line: SourceLine) -> bytes:
+def _stored(batch: list[SourceLine]) -> list[tuple[int, str]]:
+    """(line number, stored text) of each line of `batch`."""
+    return [(line.line_number, stored_text(line.raw)) for line in batch]
+
+
+def _hashed(number: int, text: str) -> bytes:
     """What `content_hash` covers of a line: its number, a tab, its stored text, a newline."""
-    return b"%d\t%s\n" % (line.line_number, stored_text(line.raw).encode())
+    return b"%d\t%s\n" % (number, text.encode())
 
 
-def _copy_row(line: SourceLine) -> bytes:
+def _copy_row(number: int, text: str) -> bytes:
     """A line as a row of COPY's text format, after the capture id: number, tab, escaped text."""
-    text = stored_text(line.raw)
     escaped = (
         text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
     )
-    return b"%d\t%s\n" % (line.line_number, escaped.encode())
+    return b"%d\t%s\n" % (number, escaped.encode())
 
 
 def _params(tier, week, venue_type, source, execution_id) -> dict:
