@@ -5,6 +5,7 @@ from datetime import UTC
 import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 
 from executions.models import Execution, LaneName, Status, TriggerSource
 
@@ -65,3 +66,20 @@ class ExecutionFilter(django_filters.FilterSet):
         if "_form_class" not in cls.__dict__:
             cls._form_class = super().get_form_class()
         return cls._form_class
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend; a request naming none of the filters skips the filter set.
+
+    With no filter in the query string every filter is a no-op, but building the filter set
+    and its form (deep copies of each filter and form field) still cost about 0.4 ms of a list
+    request's 3 to 4 ms of CPU (issue 8): the unfiltered first page is what dashboards poll.
+    """
+
+    def filter_queryset(self, request, queryset, view):
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and request.query_params.keys().isdisjoint(
+            filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)

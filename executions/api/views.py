@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from executions import dispatcher, services
-from executions.api.filters import ExecutionFilter
+from executions.api.filters import ExecutionFilter, FilterBackend
 from executions.api.pagination import CursorPagination
 from executions.api.permissions import ActionPermission
 from executions.api.serializers import (
@@ -54,6 +54,7 @@ class ExecutionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     queryset = Execution.objects.select_related("created_by", "cancel_requested_by")
     serializer_class = ExecutionSerializer
     filterset_class = ExecutionFilter
+    filter_backends = [FilterBackend]
     pagination_class = NewestFirst
     permission_classes = [ActionPermission]
     # a UUID, with or without dashes: anything else is a 404 before any view code runs

@@ -126,6 +126,27 @@ def test_list_filters_and_cursor_pages(operator, execution_in, monkeypatch):
     assert bad.json()["code"] == "invalid"
 
 
+def test_a_list_naming_no_filter_builds_no_filter_set(operator, execution_in, monkeypatch):
+    from executions.api.filters import ExecutionFilter
+
+    built = []
+    original = ExecutionFilter.__init__
+    monkeypatch.setattr(
+        ExecutionFilter,
+        "__init__",
+        lambda self, *args, **kwargs: built.append(1) or original(self, *args, **kwargs),
+    )
+    failed, done = execution_in("failed"), execution_in("completed")
+
+    unfiltered = operator.get("/api/v1/executions/?unknown=1")
+    assert [r["id"] for r in unfiltered.json()["results"]] == [str(done.id), str(failed.id)]
+    assert built == []
+    empty = operator.get("/api/v1/executions/?pipeline=")  # named, empty: every row
+    assert [r["id"] for r in empty.json()["results"]] == [str(done.id), str(failed.id)]
+    assert operator.get("/api/v1/executions/?status=exploded").status_code == 400
+    assert len(built) == 2
+
+
 LIST_ONLY_OMITS = {
     "params",
     "result",
