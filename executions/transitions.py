@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
@@ -331,13 +332,22 @@ def one_statement_writes() -> bool:
     return connection.vendor == "postgresql"
 
 
+# psycopg's prepare threshold on a connection that runs the hot statements: a query is prepared
+# when it asks (`prepare=True`), and never merely for being run this many times. Django opens
+# connections with the threshold None, which disables preparing, even on request.
+ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """Run one of the ledger's hot-path statements; return its first row (None if none).
 
-    On PostgreSQL it skips Django's cursor wrappers and binds parameters on the server with a
-    prepared statement: the hot statements are a few fixed texts, so the server parses and
-    plans each once per connection and the client does not quote values into the text (a third
-    of a dispatch's CPU). Database errors still arrive as Django's (`IntegrityError`, …).
+    On PostgreSQL it skips Django's cursor wrappers and binds parameters on the server (the
+    client does not quote values into the text: a third of a dispatch's CPU), as a prepared
+    statement unless `SPINE_DB_PREPARED_STATEMENTS` is off: the hot statements are a few fixed
+    texts, so the server parses and plans each once per connection. Parsing and planning them
+    on every call had been more than half of PostgreSQL's CPU per execution (perf, issue 8).
+    psycopg forgets its prepared statements after a rollback and prepares them again. Database
+    errors still arrive as Django's (`IntegrityError`, …).
     """
     if not one_statement_writes():
         with connection.cursor() as cursor:
@@ -347,8 +357,11 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
 
     db = connections[DEFAULT_DB_ALIAS]  # one lookup of the thread's connection, not four
     db.ensure_connection()
+    prepare = settings.SPINE_DB_PREPARED_STATEMENTS
+    if prepare and db.connection.prepare_threshold is None:
+        db.connection.prepare_threshold = ONLY_WHEN_ASKED
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+        cursor.execute(sql, params, prepare=prepare)
         result = cursor.pgresult
         rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
         return cursor.fetchone() if rows else None

@@ -117,6 +117,12 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# The ledger's hot statements (executions.transitions.run_sql) as server-side prepared
+# statements: parsed and planned once per connection instead of on every call. Turn off behind a
+# pooler that cannot carry them (PgBouncer in transaction mode before 1.21, or without
+# max_prepared_statements).
+SPINE_DB_PREPARED_STATEMENTS = env.bool("SPINE_DB_PREPARED_STATEMENTS", default=True)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
