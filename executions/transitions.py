@@ -346,8 +346,9 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     statement unless `SPINE_DB_PREPARED_STATEMENTS` is off: the hot statements are a few fixed
     texts, so the server parses and plans each once per connection. Parsing and planning them
     on every call had been more than half of PostgreSQL's CPU per execution (perf, issue 8).
-    psycopg forgets its prepared statements after a rollback and prepares them again. Database
-    errors still arrive as Django's (`IntegrityError`, …).
+    psycopg forgets its prepared statements after a rollback and prepares them again; a
+    statement whose plan a migration made stale is prepared again here (`_stale_plan`).
+    Database errors still arrive as Django's (`IntegrityError`, …).
     """
     if not one_statement_writes():
         with connection.cursor() as cursor:
@@ -361,10 +362,24 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     if prepare and db.connection.prepare_threshold is None:
         db.connection.prepare_threshold = ONLY_WHEN_ASKED
     with db.wrap_database_errors, psycopg.Cursor(db.connection) as cursor:
-        cursor.execute(sql, params, prepare=prepare)
+        try:
+            cursor.execute(sql, params, prepare=prepare)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if not (prepare and _stale_plan(exc)) or db.in_atomic_block:
+                raise  # in a transaction, its rollback makes psycopg prepare again
+            # Outside a transaction nothing rolls back, so psycopg would keep sending the
+            # stale statement on every call of this connection's life. DEALLOCATE ALL drops
+            # them on the server, and psycopg forgets its own on seeing it; then once more.
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute(sql, params, prepare=True)
         result = cursor.pgresult
         rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
         return cursor.fetchone() if rows else None
+
+
+def _stale_plan(exc: Exception) -> bool:
+    """A prepared statement whose result columns a migration changed (ALTER … TYPE)."""
+    return "cached plan must not change result type" in str(exc)
 
 
 def relaxed_commit_sql() -> str:

@@ -119,7 +119,7 @@ else:
 
 # The ledger's hot statements (executions.transitions.run_sql) as server-side prepared
 # statements: parsed and planned once per connection instead of on every call. Turn off behind a
-# pooler that cannot carry them (PgBouncer in transaction mode before 1.21, or without
+# pooler that cannot carry them (PgBouncer in transaction mode before 1.22, or without
 # max_prepared_statements).
 SPINE_DB_PREPARED_STATEMENTS = env.bool("SPINE_DB_PREPARED_STATEMENTS", default=True)
 

@@ -7,7 +7,6 @@ import pytest
 from django.db import connection
 
 from executions.models import Execution
-from spine_project.db import use_fast_timestamptz_loader
 
 pytestmark = pytest.mark.postgres
 
@@ -41,11 +40,3 @@ def test_values_come_back_in_utc_with_the_same_instant(postgres, make_execution)
         assert value == when
         assert value.tzinfo is UTC
         assert value.isoformat() == "2026-03-08T11:59:59.123456+00:00"
-
-
-def test_registering_twice_keeps_one_loader(postgres):
-    use_fast_timestamptz_loader()
-    connection.close()
-    connection.ensure_connection()
-    loader = connection.connection.adapters.get_loader(OID, psycopg.pq.Format.TEXT)
-    assert loader.__name__ == "UtcTimestamptzLoader"
