@@ -262,7 +262,7 @@ def test_executions_against_bare_dramatiq(stack, bench):
     bare = BareWorker(stack)
     try:
         wait_for(
-            lambda: client.llen(latencies_key) >= 2 * DISPATCHES,
+            lambda: client.llen(latencies_key) >= 2 * ROUNDS * DISPATCHES,  # the dispatch rounds
             timeout=120,
             what="the bare worker to drain its backlog",
         )
