@@ -10,7 +10,7 @@ PORT   ?= 8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint arch security pytest bench clean manifests
+.PHONY: help venv run test lint types arch security pytest bench clean manifests
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,11 +27,14 @@ venv: $(STAMP) ## create .venv and install pinned dependencies
 run: $(STAMP) ## set up the embedded database, load sample data, serve on $(HOST):$(PORT)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py spine_demo --host $(HOST) --port $(PORT)
 
-test: lint arch security pytest ## lint, architecture checks, security gates and the test suite
+test: lint types arch security pytest ## lint, types, architecture checks, security gates and the tests
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+types: $(STAMP) ## mypy (strict on the ledger's core modules: pyproject.toml [tool.mypy])
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/mypy executions dlq otc spine_project
 
 arch: $(STAMP) ## import-linter layering contracts (the AST rules run with pytest)
 	$(BIN)/lint-imports
@@ -52,4 +55,4 @@ manifests: $(STAMP) ## re-render deploy/k8s/ from the Helm chart
 	$(BIN)/python scripts/render_manifests.py
 
 clean: ## remove the virtualenv and the embedded database
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

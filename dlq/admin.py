@@ -72,7 +72,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "note",
         "replay_link",
     ]
-    fields = readonly_fields
+    fields = list(readonly_fields)
 
     @admin.display(description="state", ordering="resolved_at")
     def state(self, obj):

@@ -98,7 +98,8 @@ def _lock_unresolved(dead_letter_id) -> DeadLetter:
 
 def _resolve(letter: DeadLetter, resolution: str, actor: Actor, note: str, **extra) -> None:
     letter.resolved_at = timezone.now()
-    letter.resolved_by = actor.user
+    # the AUTH_USER_MODEL's user; django-stubs type the foreign key as auth.User
+    letter.resolved_by = actor.user  # type: ignore[assignment]
     letter.resolution = resolution
     letter.note = note
     for name, value in extra.items():

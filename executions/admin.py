@@ -346,7 +346,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def has_cancel_permission(self, request, obj=None):
         return request.user.has_perm("executions.cancel_execution")
 
-    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The buttons follow the status of the very row this page shows.
         context["can_retry_object"] = (
             obj is not None
@@ -358,7 +358,9 @@ class ExecutionAdmin(ReadOnlyAdmin):
             and obj.status in ACTIVE_STATUSES
             and self.has_cancel_permission(request)
         )
-        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     # --- actions --------------------------------------------------------------------------------
 
@@ -459,8 +461,8 @@ class ExecutionAdmin(ReadOnlyAdmin):
 class LaneAdmin(ReadOnlyAdmin):
     """Lanes: pause and resume (a paused lane holds new work as `pending`)."""
 
-    list_display = ["name", "paused", "changed_at", "changed_by", "reason"]
-    readonly_fields = list_display
+    readonly_fields = ("name", "paused", "changed_at", "changed_by", "reason")
+    list_display = readonly_fields
     actions = ["pause_selected", "resume_selected"]
 
     def has_pause_permission(self, request, obj=None):
@@ -533,7 +535,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
 
-        class ValidatingForm(form):
+        class ValidatingForm(form):  # type: ignore[valid-type,misc]  # built at run time
             def clean(self):
                 cleaned = super().clean()
                 candidate = Schedule(**{k: v for k, v in cleaned.items() if hasattr(Schedule, k)})

@@ -114,7 +114,8 @@ def dispatch(
     _check_backpressure(lane, pipeline)
 
     now = timezone.now()
-    execution = Execution(
+    # created_by is the AUTH_USER_MODEL's user; django-stubs type the foreign key as auth.User
+    execution = Execution(  # type: ignore[misc]
         pipeline=pipeline,
         params=clean_params,
         lane=lane,
@@ -295,7 +296,9 @@ def resend(execution_id: UUID | str, *, actor: Actor, reason: str) -> bool:
 # --- internals -----------------------------------------------------------------------------------
 
 
-def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor: Actor) -> bool:
+def _submit_pending(
+    execution_id: UUID | str, lane: str, not_before: datetime | None, actor: Actor
+) -> bool:
     """`pending -> queued` unless the lane is paused, and the send, in one transaction.
 
     The hot half of every dispatch: the row is locked (which also checks that it is still
@@ -338,7 +341,7 @@ def _submit_pending(execution_id, lane: str, not_before: datetime | None, actor:
     return True
 
 
-def _lock_pending(execution_id, lane: str) -> bool:
+def _lock_pending(execution_id: UUID | str, lane: str) -> bool:
     """Lock a `pending` row for its submit; False (and why, in the log) if it is not to be sent.
 
     A locked row cannot be cancelled or submitted twice until the submit commits, and a worker
@@ -364,7 +367,7 @@ def _lock_pending(execution_id, lane: str) -> bool:
 def _insert_sql() -> str:
     """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL."""
     fields = Execution._meta.local_concrete_fields
-    columns = ", ".join(f.column for f in fields)
+    columns = ", ".join(str(f.column) for f in fields)
     placeholders = ", ".join("%s::jsonb" if isinstance(f, JSONField) else "%s" for f in fields)
     return (
         f"WITH made AS (INSERT INTO {Execution._meta.db_table} ({columns}) "
@@ -398,7 +401,18 @@ def _insert(execution: Execution, created: Event) -> None:
     execution._state.db = "default"
 
 
-def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None, **fields):
+def _send(
+    execution_id: UUID | str,
+    *,
+    frm: str,
+    kind: str,
+    actor: Actor,
+    lane: str,
+    delay: float,
+    where: Q | None = None,
+    data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> bool:
     """Apply `frm -> queued` and send in one transaction; False if the send failed."""
     backend = get_backend()
     try:
@@ -425,7 +439,9 @@ def _send(execution_id, *, frm, kind, actor, lane, delay, where=None, data=None,
     return True
 
 
-def _submit_failed(execution_id, backend_name: str, actor: Actor, exc: Exception) -> None:
+def _submit_failed(
+    execution_id: UUID | str, backend_name: str, actor: Actor, exc: Exception
+) -> None:
     """Count, log and record a send the backend refused (the row stays where it was)."""
     metrics.SUBMIT_FAILURES.labels(backend_name).inc()
     log.warning("execution.submit_failed", execution_id=str(execution_id), error=str(exc))
@@ -447,7 +463,9 @@ def _active_for_key(logical_key: str) -> Execution | None:
     return Execution.objects.filter(logical_key=logical_key, status__in=ACTIVE_STATUSES).first()
 
 
-def _same_payload_or_conflict(existing: Execution, pipeline, params, lane) -> Execution:
+def _same_payload_or_conflict(
+    existing: Execution, pipeline: str, params: dict[str, Any], lane: str
+) -> Execution:
     if (existing.pipeline, existing.params, existing.lane) != (pipeline, params, lane):
         raise IdempotencyConflict(
             "This Idempotency-Key was already used with a different payload.",
@@ -456,7 +474,9 @@ def _same_payload_or_conflict(existing: Execution, pipeline, params, lane) -> Ex
     return existing
 
 
-def _resolve_collision(spec: PipelineSpec, execution: Execution, params) -> DispatchResult:
+def _resolve_collision(
+    spec: PipelineSpec, execution: Execution, params: dict[str, Any]
+) -> DispatchResult:
     """After a unique violation, find who won: the idempotency key or the logical key."""
     if execution.idempotency_key:
         existing = Execution.objects.filter(idempotency_key=execution.idempotency_key).first()

@@ -73,7 +73,9 @@ class BackpressureRejected(DomainError):
     code = "backpressure"
     http_status = 429
 
-    def __init__(self, message: str, *, reason: str, retry_after: int, details=None):
+    def __init__(
+        self, message: str, *, reason: str, retry_after: int, details: dict | None = None
+    ) -> None:
         super().__init__(message, details={"reason": reason, **(details or {})}, code=reason)
         self.reason = reason
         self.retry_after = retry_after

@@ -254,11 +254,12 @@ def _worker_lost(action: Action, *, backend, actor: Actor, now: datetime) -> str
         return "skipped"
     _cancel_at_backend(backend, execution)
     status = runner.record_lost_attempt(execution, actor=actor, now=now)
-    outcome = {
+    outcomes: dict[str, str] = {
         Status.QUEUED: "retried",
         Status.DEAD_LETTERED: "dead_lettered",
         Status.FAILED: "failed",
-    }.get(status, "skipped")
+    }
+    outcome = outcomes.get(status, "skipped")
     if outcome != "skipped":
         metrics.ORPHANS_RECOVERED.labels(execution.pipeline, outcome).inc()
     return outcome

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from executions.errors import InvalidParams, PipelineNotFound
 from executions.models import LaneName
 
+Handler = Callable[..., dict[str, Any] | None]
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
@@ -52,7 +54,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         exponential = self.backoff_base_seconds * (2 ** max(attempt - 1, 0))
         capped = min(self.backoff_max_seconds, exponential)
-        return capped * (1 - self.jitter * (rng or random).random())
+        return float(capped * (1 - self.jitter * (rng or random).random()))
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class PipelineSpec:
     """Everything the dispatcher and runner need to know about one pipeline."""
 
     name: str
-    handler: Callable[..., dict[str, Any] | None]
+    handler: Handler
     params_model: type[BaseModel] = NoParams
     lane: str = LaneName.NORMAL
     timeout_seconds: float = 3600.0
@@ -154,10 +156,10 @@ def pipeline(
     on_key_collision: KeyPolicy = KeyPolicy.REJECT,
     deadline: Callable[[Any, datetime], datetime | None] | timedelta | None = None,
     description: str | None = None,
-):
+) -> Callable[[Handler], Handler]:
     """Register the decorated function as pipeline `name`, called as `handler(params, ctx)`."""
 
-    def decorator(func):
+    def decorator(func: Handler) -> Handler:
         registry.register(
             PipelineSpec(
                 name=name,

@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import structlog
@@ -527,7 +527,15 @@ class _Monitor:
                 raise_thread_exception(self.target, error)
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
+class ErrorFields(TypedDict):
+    """The ledger columns that describe a failed attempt."""
+
+    error_type: str
+    error_message: str
+    error_traceback: str
+
+
+def _error_fields(exc: BaseException) -> ErrorFields:
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     tb = "".join(traceback.format_exception(exc))
     limit = settings.SPINE_TRACEBACK_LIMIT

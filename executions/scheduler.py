@@ -185,6 +185,8 @@ class Scheduler:
 
     def _fire(self, schedule: Schedule, now: datetime) -> Fire | None:
         fire_at = schedule.next_run_at
+        if fire_at is None:  # not due: the due query selects next_run_at <= now
+            return None
         following = next_run_after(schedule, now)
         with transaction.atomic():
             claimed = Schedule.objects.filter(

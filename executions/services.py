@@ -125,7 +125,8 @@ def set_lane_paused(lane: str, paused: bool, *, actor: Actor) -> Lane:
     """
     if lane not in LaneName.values:
         raise InvalidLane(f"Unknown lane {lane!r}; lanes are {', '.join(LaneName.values)}.")
-    Lane.objects.update_or_create(
+    # changed_by is the AUTH_USER_MODEL's user; django-stubs type the foreign key as auth.User
+    Lane.objects.update_or_create(  # type: ignore[misc]
         name=lane,
         defaults={
             "paused": paused,

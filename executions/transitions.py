@@ -8,14 +8,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Field, Q, QuerySet
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -202,7 +202,7 @@ def cas(
     return _pick(columns, row, returning)
 
 
-def _pick(columns: list[str], row, wanted: tuple[str, ...]) -> tuple[Any, ...]:
+def _pick(columns: list[str], row: Sequence[Any], wanted: tuple[str, ...]) -> tuple[Any, ...]:
     by_name = dict(zip(columns, row, strict=False))
     return tuple(by_name[c] for c in wanted)
 
@@ -210,7 +210,7 @@ def _pick(columns: list[str], row, wanted: tuple[str, ...]) -> tuple[Any, ...]:
 def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
     """`cas()` that returns the changed execution as it is now, or None if nothing changed."""
     fields = Execution._meta.concrete_fields
-    row = cas(execution_id, returning=tuple(f.column for f in fields), **kwargs)
+    row = cas(execution_id, returning=tuple(str(f.column) for f in fields), **kwargs)
     if row is None:
         return None
     if not one_statement_writes():  # SQLite returns text for dates: let the ORM convert
@@ -223,7 +223,7 @@ def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
 
 
 def _db_value(column: str, value: Any) -> Any:
-    field = Execution._meta.get_field(column)
+    field = cast("Field[Any, Any]", Execution._meta.get_field(column))  # a column: concrete
     if value is None or (isinstance(value, str | int) and field.get_internal_type() in _AS_IS):
         return value  # what the field's own conversion would return, without its cost
     return field.get_db_prep_save(value, connection)
@@ -394,7 +394,12 @@ def relaxed_commit_sql() -> str:
 
 
 def _compare_and_set(
-    execution_id, rows, values: dict[str, Any], event: Event, *, durable: bool = True
+    execution_id: UUID | str,
+    rows: QuerySet[Execution],
+    values: dict[str, Any],
+    event: Event,
+    *,
+    durable: bool = True,
 ) -> bool:
     """UPDATE `rows` (this execution, if it matches) with `values`; if it changed, add `event`.
 
@@ -408,7 +413,7 @@ def _compare_and_set(
                 return False
             write_event(execution_id, event)
         return True
-    query = rows.query.chain(UpdateQuery)
+    query = cast(UpdateQuery, rows.query.chain(UpdateQuery))  # chain(klass) returns a klass
     query.add_update_values(values)
     update_sql, update_params = query.get_compiler(rows.db).as_sql()
     sql = (
@@ -418,10 +423,10 @@ def _compare_and_set(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*update_params, *event.values(timezone.now())])
         changed = cursor.fetchone()[0]
-    return changed == 1
+    return bool(changed == 1)
 
 
-def write_event(execution_id, event: Event) -> ExecutionEvent:
+def write_event(execution_id: UUID | str, event: Event) -> ExecutionEvent:
     at, kind, from_status, to_status, actor, actor_user_id, source, reason, request_id, data = (
         event.values(timezone.now())
     )

@@ -347,7 +347,7 @@ def _copy_row(number: int, text: str) -> bytes:
 
 def _params(tier, week, venue_type, source, execution_id) -> dict:
     """Query parameters prepared the way Django stores them on this database."""
-    fields = {f.name: f for f in RawCapture._meta.get_fields()}
+    fields = {f.name: f for f in RawCapture._meta.concrete_fields}
     return {
         "tier": tier,
         "week": fields["week"].get_db_prep_value(week, connection),

@@ -1,11 +1,27 @@
 """Read-side queries over the OTC tables, for dashboards."""
 
+from datetime import date
+from typing import TypedDict
+
 from django.db.models import Max, Sum
 
 from otc.models import Trade
 
 
-def weekly_volume_by_venue(symbol: str, tier: str | None = None, weeks: int = 12) -> list[dict]:
+class VenueWeek(TypedDict):
+    """One venue's volume for a symbol in one tier-week."""
+
+    week: date
+    tier: str
+    venue_mpid: str
+    venue_name: str
+    shares: int
+    trades: int
+
+
+def weekly_volume_by_venue(
+    symbol: str, tier: str | None = None, weeks: int = 12
+) -> list[VenueWeek]:
     """A symbol's shares and trades per venue for its latest `weeks` loaded weeks, oldest first.
 
     One row per week, tier and venue: `{week, tier, venue_mpid, venue_name, shares, trades}`.

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import structlog
@@ -38,6 +38,16 @@ SAMPLE_FILE = "otc_sample.csv"
 SAMPLE_PARAMS = {"tier": "OTCE", "week": "2025-11-17", "venue_type": "ats", "path": SAMPLE_FILE}
 
 
+class _WeekSource(TypedDict):
+    """The arguments `loader.land_raw` and `loader.normalize` share for one ingest."""
+
+    tier: str
+    week: date
+    venue_type: str
+    source: str
+    execution_id: UUID | None
+
+
 def ingest_week(
     *,
     tier: str,
@@ -58,14 +68,15 @@ def ingest_week(
         tier=tier, week=week, venue_type=venue_type, source=source, path=path
     )
     lines: Callable[[], Iterable[SourceLine]] = connector.lines
-    fingerprint = getattr(connector, "fingerprint", tuple)  # a file source can change under us
+    # A file source can change under us; its fingerprint tells (other sources have none).
+    fingerprint: Callable[[], tuple] = getattr(connector, "fingerprint", tuple)
     if connector.kind != "file":
         # Fetch a remote source completely before the transaction opens: its paging, retries
         # and rate-limit waits must not hold a write transaction (and SQLite's database lock).
         lines = _Spool(connector.lines())
     if check_cancelled is not None:
         lines = functools.partial(_with_checks, lines, check_cancelled)
-    common = {
+    common: _WeekSource = {
         "tier": tier,
         "week": week,
         "venue_type": venue_type,
@@ -136,7 +147,8 @@ def backfill(
     active is returned, not dispatched again, so submitting a backfill twice adds nothing.
     """
     parent = Execution.objects.get(pk=parent_id) if parent_id else None
-    created, existing = [], []
+    created: list[str] = []
+    existing: list[str] = []
     for week in weeks_between(first_week, last_week):
         params: dict[str, Any] = {"tier": tier, "week": week.isoformat(), "venue_type": venue_type}
         if path_template:

@@ -6,6 +6,7 @@ The chart is drawn here as plain SVG rather than with a JavaScript charting libr
 no asset at all, works without internet and renders in any browser and in tests.
 """
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.db.models import Count, Min
@@ -187,7 +188,7 @@ def _compact(n: int) -> str:
 
 def stacked_bars_svg(
     columns: list[tuple[str, str, dict[str, int]]],
-    series: list[tuple[str, str]],
+    series: Sequence[tuple[str, str]],
     *,
     svg_id: str,
     aria_label: str,
@@ -205,7 +206,7 @@ def stacked_bars_svg(
     bar_w = min(slot - 2, MAX_BAR_WIDTH)
     for i, (_, tip, values) in enumerate(columns):
         x = left + i * slot + (slot - bar_w) / 2
-        y = top + plot_h
+        y: float = top + plot_h
         for name, colour in series:
             n = values.get(name, 0)
             if not n:

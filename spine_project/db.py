@@ -28,7 +28,9 @@ def use_fast_timestamptz_loader() -> None:
         return
 
     oid = psycopg.adapters.types["timestamptz"].oid
-    fastest = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)  # C where available
+    found = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)  # C where available
+    assert found is not None  # psycopg always ships a text loader for timestamptz
+    fastest: type[psycopg.abc.Loader] = found
 
     class UtcTimestamptzLoader(Loader):
         """A `timestamptz` in UTC; `timezone` is what Django compares with its connection's."""

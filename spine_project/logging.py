@@ -9,6 +9,7 @@ import logging.config
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 _SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization", "credential")
 MASK = "***"
@@ -35,7 +36,7 @@ def _mask_processor(_logger, _method, event_dict):
 
 def configure_logging(*, fmt: str = "json", level: str = "INFO", stream: str = "stdout") -> None:
     """Configure structlog and stdlib logging to render the same way on stdout."""
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -5,6 +5,7 @@ Integrations switch on by environment variable; a missing required value fails a
 
 import re
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
@@ -169,6 +170,15 @@ def _with_query_defaults(url: str, defaults: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode({**defaults, **query})))
 
 
+class _DramatiqBroker(TypedDict):
+    """The shape django-dramatiq reads from `DRAMATIQ_BROKER`."""
+
+    BROKER: str
+    OPTIONS: dict[str, object]
+    MIDDLEWARE: list[str]
+
+
+_broker_options: dict[str, object]  # the broker class's keyword arguments
 if SPINE_BROKER_URL.startswith(("redis://", "rediss://")):
     _broker_class, _broker_options = (
         "dramatiq.brokers.redis.RedisBroker",
@@ -189,7 +199,7 @@ else:
     # Embedded mode: nothing is sent to a broker; the local backend runs work in-process.
     _broker_class, _broker_options = "dramatiq.brokers.stub.StubBroker", {}
 
-DRAMATIQ_BROKER = {
+DRAMATIQ_BROKER: _DramatiqBroker = {
     "BROKER": _broker_class,
     "OPTIONS": _broker_options,
     "MIDDLEWARE": [

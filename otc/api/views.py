@@ -3,7 +3,7 @@
 from django.db.models import Count, Max, Sum
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import BasePagination, LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework_csv.renderers import PaginatedCSVRenderer
@@ -17,8 +17,11 @@ from otc.models import MetricsDaily, RejectedRow, Trade
 RENDERERS = [JSONRenderer, BrowsableAPIRenderer, PaginatedCSVRenderer]
 
 
-class _LinkHeader:
-    """Also put the next page in a `Link` header, so a CSV client can follow it."""
+class _LinkHeader(BasePagination):
+    """Also put the next page in a `Link` header, so a CSV client can follow it.
+
+    Mixed in before a DRF pagination class, whose methods `super()` and `self` then reach.
+    """
 
     def get_paginated_response(self, data):
         response = super().get_paginated_response(data)

@@ -88,10 +88,10 @@ class CircuitStateCollector(Collector):
     """`spine_circuit_state{source}`: 0 closed, 1 half-open, 2 open."""
 
     def describe(self):
-        yield GaugeMetricFamily("spine_circuit_state", self.__doc__, labels=["source"])
+        yield GaugeMetricFamily("spine_circuit_state", self.__doc__ or "", labels=["source"])
 
     def collect(self):
-        family = GaugeMetricFamily("spine_circuit_state", self.__doc__, labels=["source"])
+        family = GaugeMetricFamily("spine_circuit_state", self.__doc__ or "", labels=["source"])
         for source in known_sources():
             state = circuit_state(source)
             if state in STATE_VALUES:  # an unreachable storage exports no sample

@@ -45,6 +45,7 @@ class Command(BaseCommand):
             self.stdout.write("OTC sample: not found in SPINE_OTC_DATA_DIR, skipped")
         elif execution.status == "completed":
             r = execution.result
+            assert r is not None  # a completed ingest always records its counts
             self.stdout.write(
                 self.style.SUCCESS(
                     f"OTC sample week {r['week']} ({r['tier']}): {r['rows_loaded']} rows, "
