@@ -35,6 +35,7 @@ class RetentionTarget:
     default_days: int
     candidates: Callable[[datetime], QuerySet]
     description: str = ""
+    max_batch: int | None = None  # rows per batch at most, for large rows (such as raw blocks)
 
 
 @dataclass
@@ -113,7 +114,8 @@ def run_cleanup(
         if not dry_run and report.candidates:
             bar = progress(kind, report.candidates) if progress else None
             try:
-                _delete_in_batches(candidates, batch_size, report, bar)
+                size = min(batch_size, target.max_batch or batch_size)
+                _delete_in_batches(candidates, size, report, bar)
             finally:
                 if bar is not None:
                     bar.close()

@@ -1,11 +1,18 @@
 """Read-only admin pages for the OTC tables: only the ingest pipelines write them."""
 
+from itertools import islice
+
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import content_disposition_header
 
 from otc.connectors.circuit import circuit_state, known_sources
-from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, Trade
+from otc.models import MetricsDaily, RawCapture, RejectedRow, Trade
+from otc.selectors import raw_lines
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -81,6 +88,8 @@ class RejectedRowAdmin(ReadOnlyAdmin):
 
 @admin.register(RawCapture)
 class RawCaptureAdmin(ReadOnlyAdmin):
+    """Sources as received: open one to read its first lines, or download it whole."""
+
     list_display = (
         "captured_at",
         "tier",
@@ -89,25 +98,54 @@ class RawCaptureAdmin(ReadOnlyAdmin):
         "source",
         "source_name",
         "line_count",
-        "lines_link",
+        "download_link",
         "execution_id",
     )
     list_filter = ("tier", "venue_type", "source", "week")
     search_fields = ("=source_name", "=execution_id", "=content_hash")
+    readonly_fields = ("first_lines",)
+    FIRST_LINES = 200
 
-    @admin.display(description="lines")
-    def lines_link(self, capture):
-        url = reverse("admin:otc_rawtrade_changelist") + f"?capture__exact={capture.pk}"
-        return format_html('<a href="{}">view lines</a>', url)
+    def get_urls(self):
+        download = path(
+            "<int:pk>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="otc_rawcapture_download",
+        )
+        return [download, *super().get_urls()]
 
+    def download_view(self, request, pk: int):
+        """The capture's bytes as received (a file's SHA-256 is the capture's `content_hash`)."""
+        if not (self.has_view_permission(request) and request.user.has_perm("otc.view_rawblock")):
+            raise PermissionDenied
+        capture = get_object_or_404(RawCapture, pk=pk)
+        blocks = capture.blocks.order_by("first_line").values_list("data", flat=True)
+        response = StreamingHttpResponse(
+            (bytes(data) for data in blocks.iterator(chunk_size=20)),
+            content_type="text/plain; charset=utf-8",
+        )
+        name = capture.source_name if capture.source == "file" else f"{capture.source_name}.jsonl"
+        response["Content-Disposition"] = content_disposition_header(True, name)
+        return response
 
-@admin.register(RawTrade)
-class RawTradeAdmin(ReadOnlyAdmin):
-    """Lines as received, in capture and line order; opened from a capture ("view lines").
+    @admin.display(description="download")
+    def download_link(self, capture):
+        url = reverse("admin:otc_rawcapture_download", args=[capture.pk])
+        return format_html('<a href="{}">as received</a>', url)
 
-    No filters or search here: over millions of lines each would scan them all. A capture's
-    lines come from its index on `capture_id`.
-    """
-
-    list_display = ("capture_id", "line_number", "raw_line")
-    ordering = ("capture_id", "line_number")
+    @admin.display(description="first lines")
+    def first_lines(self, capture):
+        numbered = islice(raw_lines(capture), self.FIRST_LINES)
+        text = "\n".join(f"{number:>7}  {line}" for number, line in numbered)
+        more = capture.line_count > self.FIRST_LINES
+        return format_html(
+            "<pre>{}</pre>{}",
+            text,
+            format_html(
+                '<p><a href="{}">Download all {} lines</a></p>',
+                reverse("admin:otc_rawcapture_download", args=[capture.pk]),
+                capture.line_count,
+            )
+            if more
+            else "",
+        )

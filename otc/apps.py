@@ -11,15 +11,16 @@ class OtcConfig(AppConfig):
         from django.db.models import Exists, OuterRef
 
         from executions.cleanup import RetentionTarget, register_target
-        from otc.models import RawCapture, RawTrade
+        from otc.models import RawBlock, RawCapture
 
-        # Lines first, then the captures they belonged to (no database cascade: see RawTrade).
+        # Blocks first, then the captures they belonged to (the foreign key has no cascade).
         register_target(
             RetentionTarget(
                 kind="otc_raw",
                 default_days=180,
-                candidates=lambda cutoff: RawTrade.objects.filter(capture__captured_at__lt=cutoff),
-                description="raw FINRA lines as received (otc_trades_raw)",
+                candidates=lambda cutoff: RawBlock.objects.filter(capture__captured_at__lt=cutoff),
+                description="raw FINRA sources as received, in blocks of lines (otc_trades_raw)",
+                max_batch=100,  # blocks are about 256 KiB each
             )
         )
         register_target(
@@ -27,9 +28,9 @@ class OtcConfig(AppConfig):
                 kind="otc_raw_captures",
                 default_days=180,
                 candidates=lambda cutoff: RawCapture.objects.filter(
-                    ~Exists(RawTrade.objects.filter(capture=OuterRef("pk"))),
+                    ~Exists(RawBlock.objects.filter(capture=OuterRef("pk"))),
                     captured_at__lt=cutoff,
                 ),
-                description="captures of raw FINRA sources whose lines are gone (otc_raw_captures)",
+                description="captures whose blocks are gone (otc_raw_captures)",
             )
         )

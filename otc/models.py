@@ -26,7 +26,7 @@ class VenueType(models.TextChoices):
 class RawCapture(models.Model):
     """One source as received for a tier-week (a file, or one FINRA API dataset), with provenance.
 
-    Its lines are `RawTrade` rows. A source whose lines hash the same as a capture already landed
+    Its bytes are `RawBlock` rows. A source whose bytes hash the same as a capture already landed
     for the same tier, week, venue type and source name is not landed again, so re-ingesting an
     unchanged file appends nothing; a changed file lands whole, as a new capture. Append-only.
     `execution_id` is a plain UUID, not a foreign key: raw data outlives ledger retention.
@@ -39,9 +39,9 @@ class RawCapture(models.Model):
     source_name = models.CharField(max_length=300, help_text="file name, or the API dataset")
     content_hash = models.CharField(
         max_length=64,
-        help_text="SHA-256 of the landed lines, each as: line number, tab, line, newline",
+        help_text="SHA-256 of the source as received (of a file: what sha256sum prints)",
     )
-    line_count = models.PositiveIntegerField()
+    line_count = models.PositiveIntegerField(help_text="lines as received, header included")
     execution_id = models.UUIDField(null=True, blank=True)
     captured_at = models.DateTimeField(default=timezone.now)
 
@@ -63,27 +63,36 @@ class RawCapture(models.Model):
         return f"{self.tier} {self.week} {self.venue_type} {self.source_name} ({self.captured_at})"
 
 
-class RawTrade(models.Model):
-    """One source line as received: its capture (the provenance), its line number. Append-only.
+class RawBlock(models.Model):
+    """Consecutive lines of one capture, stored as the exact bytes received. Append-only.
 
-    The provenance lives once per capture rather than on each line, so landing a week is a
-    `COPY` of narrow rows (issue 8: 1M lines took 4.5 s to land with provenance and four indexes
-    per line). `capture` has no database constraint for the same reason: checking it cost 2.5 s
-    per million lines. The ingest writes a capture before its lines, in one transaction, and
-    retention deletes the lines before their capture (`otc.apps`).
+    A capture's blocks, in `first_line` order, put together are the source as received: for a
+    file, the file itself, header and blank lines included (its SHA-256 is the capture's
+    `content_hash`); for the FINRA API, one JSON record per line. Blocks are about
+    `otc.parser.BLOCK_BYTES` long. Issue 8: a row per line cost 2.5 to 4 s of `COPY` per million
+    lines (an identity, two B-trees and a tuple header per line), which held raw landing to a
+    fifth of a bare `COPY` of the file; a row per 256 KiB block costs a few hundred rows per
+    million lines, compressed with lz4 where the server has it. `otc.parser.block_lines` splits a
+    block into its numbered lines; `otc.selectors.raw_lines` reads a capture's lines back.
     """
 
     capture = models.ForeignKey(
-        RawCapture, on_delete=models.DO_NOTHING, db_constraint=False, related_name="lines"
+        RawCapture, on_delete=models.DO_NOTHING, related_name="blocks", db_index=False
     )
-    line_number = models.PositiveIntegerField()
-    raw_line = models.TextField(help_text="as received (undecodable bytes backslash-escaped)")
+    first_line = models.PositiveIntegerField(help_text="number of the block's first line")
+    line_count = models.PositiveIntegerField()
+    data = models.BinaryField(help_text="the lines as received, each ending in a newline")
 
     class Meta:
         db_table = "otc_trades_raw"
+        ordering = ["capture_id", "first_line"]
+        constraints = [  # its index serves a capture's lookups as well
+            models.UniqueConstraint(fields=["capture", "first_line"], name="otc_raw_block_once"),
+        ]
 
     def __str__(self) -> str:
-        return f"capture {self.capture_id} line {self.line_number}"
+        last = self.first_line + self.line_count - 1
+        return f"capture {self.capture_id} lines {self.first_line}-{last}"
 
 
 class Trade(models.Model):

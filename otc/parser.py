@@ -36,6 +36,9 @@ _BIGINT_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?0*([0-9]{1,19})")
 _FAST_DIGITS = len(str(_BIGINT_MAX)) - 1  # any string of this many ASCII digits fits a bigint
 
+# Raw landing stores a source as blocks of whole lines of about this many bytes (`otc.loader`).
+BLOCK_BYTES = 256 * 1024
+
 # The staging table's columns, in the order `stage_rows` yields them.
 STAGE_COLUMNS = (
     "seq",
@@ -80,6 +83,62 @@ def read_file(stream: BinaryIO, source_name: str) -> Iterator[SourceLine]:
         yield SourceLine(source_name, number, raw)
     if not has_rows:
         raise BadSourceFile(f"{source_name}: the file has a header but no data rows.")
+
+
+def read_blocks(stream: BinaryIO, source_name: str) -> Iterator[tuple[int, bytes]]:
+    """Yield a FINRA file's bytes as received, in blocks of whole lines, after checking its header.
+
+    Each block is `(number of its first line, bytes)`; the header is line 1 and every line is
+    kept, blank ones included, so the blocks put together are the file. Reads `BLOCK_BYTES` at a
+    time: no per-line work in Python.
+    """
+    first = stream.readline()
+    if not first.strip():
+        raise BadSourceFile(f"{source_name}: the file is empty (expected the header line).")
+    check_header(first, source_name)
+    number, pending = 1, first
+    while chunk := stream.read(BLOCK_BYTES):
+        chunk = pending + chunk
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:  # one line longer than a block so far
+            pending = chunk
+            continue
+        block, pending = chunk[:cut], chunk[cut:]
+        yield number, block
+        number += block.count(b"\n")
+    if pending:  # the last line, without a newline
+        yield number, pending
+
+
+def line_blocks(lines: Iterable[SourceLine]) -> Iterator[tuple[str, int, bytes]]:
+    """Blocks of consecutive lines of each source: `(source name, first line number, bytes)`.
+
+    For sources that come as lines (the FINRA API): each line's bytes followed by a newline. A
+    block ends at `BLOCK_BYTES`, at a new source, or where the numbering skips.
+    """
+    parts: list[bytes] = []
+    name, first, following, size = "", 0, 0, 0
+    for line in lines:
+        if parts and (
+            line.source_name != name or line.line_number != following or size >= BLOCK_BYTES
+        ):
+            yield name, first, b"".join(parts)
+            parts, size = [], 0
+        if not parts:
+            name, first = line.source_name, line.line_number
+        parts.append(line.raw + b"\n")
+        size += len(line.raw) + 1
+        following = line.line_number + 1
+    if parts:
+        yield name, first, b"".join(parts)
+
+
+def block_lines(first_line: int, block: bytes) -> Iterator[tuple[int, bytes]]:
+    """The numbered lines of a block, without their newlines (a CR of a CRLF stays)."""
+    lines = block.split(b"\n")
+    if block.endswith(b"\n"):
+        lines.pop()
+    return enumerate(lines, start=first_line)
 
 
 def check_header(first_line: bytes, source_name: str) -> None:

@@ -1,11 +1,13 @@
-"""Read-side queries over the OTC tables, for dashboards."""
+"""Read-side queries over the OTC tables, for dashboards and the admin."""
 
+from collections.abc import Iterator
 from datetime import date
 from typing import TypedDict
 
 from django.db.models import Max, Sum
 
-from otc.models import Trade
+from otc.models import RawBlock, RawCapture, Trade
+from otc.parser import block_lines, stored_text
 
 
 class VenueWeek(TypedDict):
@@ -52,3 +54,12 @@ def top_symbols(limit: int = 20) -> list[str]:
         .order_by("-shares", "symbol")
         .values_list("symbol", flat=True)[:limit]
     )
+
+
+def raw_lines(capture: RawCapture) -> Iterator[tuple[int, str]]:
+    """A capture's lines as received, numbered, as text: undecodable bytes backslash-escaped and
+    a CR before the newline left out (`otc.parser.stored_text`, as rejected rows keep them)."""
+    blocks = RawBlock.objects.filter(capture=capture).order_by("first_line")
+    for first_line, data in blocks.values_list("first_line", "data").iterator(chunk_size=20):
+        for number, line in block_lines(first_line, bytes(data)):
+            yield number, stored_text(line.removesuffix(b"\r"))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 from uuid import UUID
 
 import structlog
@@ -26,11 +26,13 @@ from otc import loader, metrics
 from otc.calendar import weeks_between
 from otc.connectors import Source, open_source
 from otc.errors import BadSourceFile, NoValidRows, SourceChanged
-from otc.parser import SourceLine
+from otc.parser import SourceLine, line_blocks
 
 log = structlog.get_logger(__name__)
 
 _CHECK_EVERY = 10_000  # lines between cancellation checks
+_CHECK_BLOCKS = 40  # blocks of raw landing between them (about 10 MiB)
+_T = TypeVar("_T")
 
 # data/otc_sample.csv: FINRA's OTC-tier ATS file published 2025-12-15 (lastUpdateDate). OTC weeks
 # are published about four weeks after the week, so it covers the week of Monday 2025-11-17.
@@ -74,8 +76,14 @@ def ingest_week(
         # Fetch a remote source completely before the transaction opens: its paging, retries
         # and rate-limit waits must not hold a write transaction (and SQLite's database lock).
         lines = _Spool(connector.lines())
+    # What raw landing stores: a file's own bytes, or else the source's lines.
+    source_lines = lines
+    blocks: Callable[[], Iterable[tuple[str, int, bytes]]] = getattr(
+        connector, "blocks", lambda: line_blocks(source_lines())
+    )
     if check_cancelled is not None:
         lines = functools.partial(_with_checks, lines, check_cancelled)
+        blocks = functools.partial(_with_checks, blocks, check_cancelled, every=_CHECK_BLOCKS)
     common: _WeekSource = {
         "tier": tier,
         "week": week,
@@ -90,7 +98,7 @@ def ingest_week(
             f"{path}: the source changed while it was being ingested; nothing was kept, "
             "and the ingest is retried."
         )
-        raw_lines_new = loader.land_raw(lines(), **common, now=timezone.now())
+        raw_lines_new = loader.land_raw(blocks(), **common, now=timezone.now())
         try:
             summary = loader.normalize(lines(), **common)
         except BadSourceFile as exc:  # say, truncated since the first read
@@ -240,12 +248,12 @@ class _Spool:
 
 
 def _with_checks(
-    lines: Callable[[], Iterable[SourceLine]], check: Callable[[], None]
-) -> Iterator[SourceLine]:
-    for n, line in enumerate(lines(), start=1):
-        if n % _CHECK_EVERY == 0:
+    items: Callable[[], Iterable[_T]], check: Callable[[], None], every: int = _CHECK_EVERY
+) -> Iterator[_T]:
+    for n, item in enumerate(items(), start=1):
+        if n % every == 0:
             check()
-        yield line
+        yield item
 
 
 def _reasons(counts: dict[str, int]) -> str:

@@ -1,7 +1,8 @@
 """Where a week's lines come from: a local file or directory, or the FINRA Query API.
 
-A source has a `kind` (stored as the raw rows' `source`) and `lines()`, a generator of
-`otc.parser.SourceLine`; both keep memory flat however large the week.
+A source has a `kind` (stored as the raw captures' `source`) and `lines()`, a generator of
+`otc.parser.SourceLine`; both keep memory flat however large the week. A source that has bytes
+of its own (a file) also has `blocks()`, what raw landing stores; the others land their lines.
 """
 
 from collections.abc import Iterator

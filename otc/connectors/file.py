@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 
 from otc.errors import BadSourceFile
-from otc.parser import SourceLine, read_file
+from otc.parser import SourceLine, read_blocks, read_file
 
 SUFFIXES = (".csv", ".txt", ".psv")
 
@@ -61,5 +61,15 @@ class FileSource:
             try:
                 with part.open("rb") as stream:
                     yield from read_file(stream, part.name)
+            except OSError as exc:
+                raise BadSourceFile(f"{part.name}: cannot be read: {exc.strerror}") from exc
+
+    def blocks(self) -> Iterator[tuple[str, int, bytes]]:
+        """The files' bytes as received, in blocks of whole lines (`otc.parser.read_blocks`)."""
+        for part in self.files():
+            try:
+                with part.open("rb") as stream:
+                    for first_line, data in read_blocks(stream, part.name):
+                        yield part.name, first_line, data
             except OSError as exc:
                 raise BadSourceFile(f"{part.name}: cannot be read: {exc.strerror}") from exc

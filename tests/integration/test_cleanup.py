@@ -152,7 +152,7 @@ def test_unknown_kind_is_refused(db):
 
 
 def test_raw_otc_rows_are_kept_180_days(db):
-    from otc.models import RawCapture, RawTrade
+    from otc.models import RawBlock, RawCapture
 
     now = timezone.now()
     for n, age in enumerate((181, 200, 179, 1), start=1):
@@ -166,23 +166,48 @@ def test_raw_otc_rows_are_kept_180_days(db):
             line_count=2,
             captured_at=now - timedelta(days=age),
         )
-        for line in (2, 3):
-            RawTrade.objects.create(capture=capture, line_number=line, raw_line=f"{n}.{line}")
+        for first in (1, 2):
+            RawBlock.objects.create(
+                capture=capture, first_line=first, line_count=1, data=b"%d.%d\n" % (n, first)
+            )
 
     dry = cleanup.run_cleanup(kinds=["otc_raw", "otc_raw_captures"], dry_run=True)
-    # A capture is deletable once its lines are gone: a dry run does not delete them.
+    # A capture is deletable once its blocks are gone: a dry run does not delete them.
     assert [(r.days, r.candidates) for r in dry] == [(180, 4), (180, 0)]
-    assert (RawCapture.objects.count(), RawTrade.objects.count()) == (4, 8)
+    assert (RawCapture.objects.count(), RawBlock.objects.count()) == (4, 8)
 
-    lines, captures = cleanup.run_cleanup(kinds=["otc_raw", "otc_raw_captures"])
-    assert (lines.deleted, captures.deleted) == (4, 2)
-    assert sorted(RawTrade.objects.values_list("raw_line", flat=True)) == [
-        "3.2",
-        "3.3",
-        "4.2",
-        "4.3",
+    blocks, captures = cleanup.run_cleanup(kinds=["otc_raw", "otc_raw_captures"], batch_size=1_000)
+    assert (blocks.deleted, captures.deleted) == (4, 2)
+    assert blocks.batches == 1
+    assert sorted(bytes(d) for d in RawBlock.objects.values_list("data", flat=True)) == [
+        b"3.1\n",
+        b"3.2\n",
+        b"4.1\n",
+        b"4.2\n",
     ]
     assert sorted(RawCapture.objects.values_list("source_name", flat=True)) == [
         "otc-3.csv",
         "otc-4.csv",
     ]
+
+
+def test_raw_blocks_are_deleted_in_batches_of_at_most_a_hundred(db):
+    from otc.models import RawBlock, RawCapture
+
+    capture = RawCapture.objects.create(
+        source="file",
+        source_name="big.csv",
+        tier="OTCE",
+        venue_type="ats",
+        week="2025-11-17",
+        content_hash="h",
+        line_count=250,
+        captured_at=timezone.now() - timedelta(days=181),
+    )
+    RawBlock.objects.bulk_create(
+        RawBlock(capture=capture, first_line=n, line_count=1, data=b"x\n") for n in range(1, 251)
+    )
+
+    [report] = cleanup.run_cleanup(kinds=["otc_raw"], batch_size=10_000)
+
+    assert (report.deleted, report.batches, RawBlock.objects.count()) == (250, 3, 0)

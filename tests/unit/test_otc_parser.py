@@ -120,3 +120,49 @@ def test_a_connector_reject_is_kept():
     line = SourceLine("api", 1, b"{}", reject=("wrong_summary_type", "totals"))
     (row,) = stage_rows([line], tier="OTCE", week=WEEK)
     assert row[-2:] == ("wrong_summary_type", "totals")
+
+
+def test_blocks_are_the_file_in_whole_lines_numbered_from_the_header(monkeypatch):
+    from otc import parser
+
+    monkeypatch.setattr(parser, "BLOCK_BYTES", 64)
+    body = b"".join(b"OTC|S%02d|Issue|Venue|V|1|1|2025-12-15\r\n" % n for n in range(5))
+    long_line = b"OTC|LONG|" + b"x" * 200 + b"|Venue|V|1|1|2025-12-15\n"
+    data = HEADER_LINE + body + b"\n" + long_line + b"OTC|LAST|no newline|V|V|1|1|2025-12-15"
+
+    blocks = list(parser.read_blocks(io.BytesIO(data), "week.csv"))
+
+    assert b"".join(block for _, block in blocks) == data
+    numbered = [line for first, block in blocks for line in parser.block_lines(first, block)]
+    assert numbered == list(enumerate(data.split(b"\n"), start=1))  # CRs kept, blank line too
+    assert all(block.endswith(b"\n") for _, block in blocks[:-1])
+    assert max(len(block) for _, block in blocks) > 200  # the long line stayed whole
+
+
+def test_blocks_refuse_a_wrong_header_or_an_empty_file_before_anything_lands():
+    from otc.parser import read_blocks
+
+    with pytest.raises(BadSourceFile, match="week.csv: wrong header"):
+        next(read_blocks(io.BytesIO(b"symbol|volume\nAABB|1\n"), "week.csv"))
+    with pytest.raises(BadSourceFile, match="week.csv: the file is empty"):
+        next(read_blocks(io.BytesIO(b""), "week.csv"))
+
+
+def test_line_blocks_start_again_at_a_new_source_or_where_numbering_skips(monkeypatch):
+    from otc import parser
+
+    lines = [
+        SourceLine("a", 1, b"one"),
+        SourceLine("a", 2, b"two"),
+        SourceLine("a", 4, b"four"),  # line 3 is not there
+        SourceLine("b", 5, b"x" * 70),
+        SourceLine("b", 6, b"six"),  # the block before is over BLOCK_BYTES
+    ]
+    monkeypatch.setattr(parser, "BLOCK_BYTES", 64)
+
+    assert list(parser.line_blocks(lines)) == [
+        ("a", 1, b"one\ntwo\n"),
+        ("a", 4, b"four\n"),
+        ("b", 5, b"x" * 70 + b"\n"),
+        ("b", 6, b"six\n"),
+    ]

@@ -15,7 +15,7 @@ VIEWER = {
     "executions.view_schedule",
     "dlq.view_deadletter",
     "otc.view_rawcapture",
-    "otc.view_rawtrade",
+    "otc.view_rawblock",
     "otc.view_trade",
     "otc.view_metricsdaily",
     "otc.view_rejectedrow",

@@ -38,11 +38,11 @@ def run_pipeline(queued):
 
 def table_snapshot():
     """Every row of the five OTC tables, in id order, all columns."""
-    from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, Trade
+    from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, Trade
 
     return {
         model._meta.db_table: list(model.objects.order_by("id").values_list())
-        for model in (RawCapture, RawTrade, Trade, MetricsDaily, RejectedRow)
+        for model in (RawCapture, RawBlock, Trade, MetricsDaily, RejectedRow)
     }
 
 
@@ -119,13 +119,13 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
     """What an ingest of the file `data` must leave, worked out by the Python parser alone.
 
     (normalized rows as (symbol, mpid, issue, venue, shares, trades, published), sorted;
-    rejects as (line number, reason, detail), sorted; raw lines as (line number, text), sorted):
+    rejects as (line number, reason, detail), sorted; the raw bytes, which are the file's):
     the oracle that the loader's SQL, on either database, is checked against.
     """
     import io
 
     from otc.models import RejectReason
-    from otc.parser import STAGE_COLUMNS, read_file, stage_rows, stored_text
+    from otc.parser import STAGE_COLUMNS, read_file, stage_rows
 
     rows = [
         dict(zip(STAGE_COLUMNS, row, strict=True))
@@ -154,16 +154,13 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
                     )
                 )
             )
-    raw = sorted(
-        (line.line_number, stored_text(line.raw))
-        for line in read_file(io.BytesIO(data), source_name)
-    )
+    raw = data  # every byte as received
     return sorted(trades), sorted(rejects), raw
 
 
 def loaded_tables(*, tier: str, week):
     """The tier-week's rows in the shape of `parser_verdict`."""
-    from otc.models import RawTrade, RejectedRow, Trade
+    from otc.models import RawBlock, RejectedRow, Trade
 
     trades = Trade.objects.filter(tier=tier, week=week).values_list(
         "symbol", "venue_mpid", "issue_name", "venue_name", "shares", "trades", "publication_date"
@@ -171,7 +168,7 @@ def loaded_tables(*, tier: str, week):
     rejects = RejectedRow.objects.filter(tier=tier, week=week).values_list(
         "line_number", "reason", "detail"
     )
-    raw = RawTrade.objects.filter(capture__tier=tier, capture__week=week).values_list(
-        "line_number", "raw_line"
-    )
-    return sorted(trades), sorted(rejects), sorted(raw)
+    blocks = RawBlock.objects.filter(capture__tier=tier, capture__week=week)
+    ordered = blocks.order_by("capture_id", "first_line")
+    raw = b"".join(bytes(data) for data in ordered.values_list("data", flat=True))
+    return sorted(trades), sorted(rejects), raw

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from otc.models import RawCapture, Trade
 from otc.selectors import weekly_volume_by_venue
 from otc.services import ingest_week
-from tests.integration.otc.conftest import SAMPLE_WEEK
+from tests.integration.otc.conftest import SAMPLE, SAMPLE_WEEK
 
 
 @pytest.fixture
@@ -150,8 +150,6 @@ def test_venue_shares_add_up_to_the_week(api, loaded):
 def test_rejects_list_the_bad_lines(api, data_dir):
     from datetime import date
 
-    from tests.integration.otc.conftest import SAMPLE
-
     lines = SAMPLE.read_bytes().split(b"\n")
     (data_dir / "bad.csv").write_bytes(b"\n".join([*lines[:3], b"OTC|X|x|v|V|1|-1|2025-12-15"]))
     ingest_week(tier="OTCE", week=date(2025, 11, 17), venue_type="ats", path="bad.csv")
@@ -186,9 +184,7 @@ def test_weekly_volume_by_venue_for_a_chart(loaded):
     assert weekly_volume_by_venue("NOPE") == []
 
 
-@pytest.mark.parametrize(
-    "model", ["trade", "metricsdaily", "rejectedrow", "rawcapture", "rawtrade"]
-)
+@pytest.mark.parametrize("model", ["trade", "metricsdaily", "rejectedrow", "rawcapture"])
 def test_the_admin_pages_are_read_only(admin_client, loaded, model):
     listing = admin_client.get(f"/admin/otc/{model}/")
     assert listing.status_code == 200
@@ -205,8 +201,28 @@ def test_the_admin_pages_are_read_only(admin_client, loaded, model):
         assert Trade.objects.get(pk=row.pk).shares == 40313
     if model == "rawcapture":
         capture = RawCapture.objects.get()
-        url = f"/admin/otc/rawtrade/?capture__exact={capture.pk}"
-        assert f'href="{url}"'.encode() in listing.content  # the capture's "view lines"
-        lines = admin_client.get(url)
-        assert lines.status_code == 200
-        assert b"OTC|AABB|Asia Broadband Inc Common Stock|OTCN OTC LINK NQB IDQS" in lines.content
+        url = f"/admin/otc/rawcapture/{capture.pk}/download/"
+        assert f'href="{url}"'.encode() in listing.content  # the capture's "as received"
+        page = admin_client.get(f"/admin/otc/rawcapture/{capture.pk}/change/")
+        assert page.status_code == 200
+        assert b"      2  OTC|AABB|Asia Broadband Inc Common Stock|OTCN OTC LINK NQB IDQS" in (
+            page.content
+        )
+        assert b"Download all 5329 lines" in page.content
+        download = admin_client.get(url)
+        assert download.status_code == 200
+        assert download["Content-Disposition"] == 'attachment; filename="otc_sample.csv"'
+        assert b"".join(download.streaming_content) == SAMPLE.read_bytes()
+
+
+def test_a_capture_downloads_for_viewers_only(client, loaded, role_user):
+    capture = RawCapture.objects.get()
+    url = f"/admin/otc/rawcapture/{capture.pk}/download/"
+    client.force_login(role_user("viewer"))
+    assert b"".join(client.get(url).streaming_content) == SAMPLE.read_bytes()
+
+    nobody = get_user_model().objects.create_user("nobody", is_staff=True)  # staff, no role
+    client.force_login(nobody)
+    assert client.get(url).status_code == 403
+    client.logout()
+    assert client.get(url).status_code == 302  # to the admin's login page

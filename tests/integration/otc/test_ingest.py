@@ -1,11 +1,13 @@
 """`otc.ingest_week` on the real FINRA week and on broken copies of it (SPEC §5)."""
 
+import hashlib
 from datetime import date
 
 import pytest
 
 from executions.models import Status
-from otc.models import MetricsDaily, RawCapture, RawTrade, RejectedRow, RejectReason, Trade
+from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, RejectReason, Trade
+from otc.selectors import raw_lines
 from tests.integration.otc.conftest import (
     SAMPLE,
     SAMPLE_WEEK,
@@ -31,7 +33,7 @@ def test_the_shared_week_loads_every_row_and_a_rerun_changes_nothing(data_dir, r
         "rows_loaded": 5328,
         "rows_rejected": 0,
         "rejected_by_reason": {},
-        "raw_lines_new": 5328,
+        "raw_lines_new": 5329,  # the header too
         "trades_written": 5328,
         "trades_removed": 0,
         "metric_rows": 3111,
@@ -45,11 +47,12 @@ def test_the_shared_week_loads_every_row_and_a_rerun_changes_nothing(data_dir, r
         "file",
         "otc_sample.csv",
     )
-    assert capture.line_count == RawTrade.objects.filter(capture=capture).count() == 5328
-    assert (
-        RawTrade.objects.get(capture=capture, line_number=2).raw_line
-        == (SAMPLE.read_text().splitlines()[1])
-    )
+    assert capture.line_count == 5329
+    # Landed as received: the blocks put together are the file, and its SHA-256 the hash.
+    data = b"".join(bytes(b.data) for b in RawBlock.objects.filter(capture=capture))
+    assert data == SAMPLE.read_bytes()
+    assert capture.content_hash == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    assert list(raw_lines(capture))[:2] == list(enumerate(SAMPLE.read_text().splitlines()[:2], 1))
     assert RejectedRow.objects.count() == 0
     before = table_snapshot()
 
@@ -166,7 +169,11 @@ def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_loads(data_dir,
         == "OTC|ZZZC|Z\\xe9ta \\xff Inc|OTCX OTC LINK ECN ATS|OTCX|40|3|2025-12-15"
     )
     assert bad_bytes.execution_id == execution.id
-    assert RawTrade.objects.count() == 16  # every line as received, the bad ones too
+    # Every line as received, the bad ones too (line 16 keeps its bytes: only rejects escape).
+    [capture] = RawCapture.objects.filter(source_name="bad.csv")
+    assert capture.line_count == 17
+    landed = b"".join(bytes(b.data) for b in RawBlock.objects.filter(capture=capture))
+    assert landed == (data_dir / "bad.csv").read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -221,8 +228,8 @@ def test_a_directory_is_read_as_the_parts_of_one_week(data_dir, run_pipeline):
     assert execution.status == Status.COMPLETED, execution.error_message
     assert (execution.result["rows_loaded"], execution.result["metric_rows"]) == (5328, 3111)
     assert dict(RawCapture.objects.values_list("source_name", "line_count")) == {
-        "a.csv": 3000,
-        "b.csv": 2328,
+        "a.csv": 3001,
+        "b.csv": 2329,
     }
 
 
@@ -325,7 +332,8 @@ def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipel
         RejectReason.WRONG_SUMMARY_TYPE  # a FINRA API answer only
     }
     assert [t[0] for t in trades] == ["AABB", "AACAY", "ZZYE", "ZZYF"]
-    assert (first.result["rows_read"], first.result["rows_loaded"]) == (len(raw), 4)
+    assert raw == data
+    assert (first.result["rows_read"], first.result["rows_loaded"]) == (20, 4)
     assert first.result["rows_rejected"] == len(rejects) == 16
     before = table_snapshot()
 
@@ -361,7 +369,7 @@ def test_a_file_changed_between_landing_and_parsing_is_retried_and_nothing_is_ke
     assert table_snapshot() == before
 
 
-def test_a_file_whose_raw_lines_retention_deleted_lands_again(data_dir, run_pipeline):
+def test_a_file_whose_raw_blocks_retention_deleted_lands_again(data_dir, run_pipeline):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -371,12 +379,15 @@ def test_a_file_whose_raw_lines_retention_deleted_lands_again(data_dir, run_pipe
     first = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
     assert first.status == Status.COMPLETED, first.error_message
     later = timezone.now() + timedelta(days=181)
-    [lines] = cleanup.run_cleanup(kinds=["otc_raw"], now=later)  # the lines only, not captures
-    assert (lines.deleted, RawCapture.objects.count(), RawTrade.objects.count()) == (5328, 1, 0)
+    blocks = RawBlock.objects.count()
+    assert blocks == 3  # 543 KiB in blocks of about 256 KiB
+    [raw] = cleanup.run_cleanup(kinds=["otc_raw"], now=later)  # the blocks only, not captures
+    assert (raw.deleted, RawCapture.objects.count(), RawBlock.objects.count()) == (blocks, 1, 0)
 
     again = run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
 
-    assert again.result["raw_lines_new"] == 5328
+    assert again.result["raw_lines_new"] == 5329
     capture = RawCapture.objects.get()  # the emptied capture gave way to the new one
-    assert (capture.execution_id, capture.line_count) == (again.id, 5328)
-    assert RawTrade.objects.filter(capture=capture).count() == 5328
+    assert (capture.execution_id, capture.line_count) == (again.id, 5329)
+    data = b"".join(bytes(b.data) for b in RawBlock.objects.filter(capture=capture))
+    assert data == SAMPLE.read_bytes()

@@ -1,4 +1,4 @@
-"""otc 0002: lines landed before captures existed are grouped into captures, and back."""
+"""otc 0002 and 0003: raw lines grouped into captures, then into blocks, and back."""
 
 import hashlib
 from datetime import UTC, date, datetime
@@ -13,9 +13,11 @@ BEFORE = [("otc", "0001_initial"), ("spine_project", "0003_otc_roles")]
 AFTER = [("otc", "0002_raw_captures"), ("spine_project", "0004_raw_capture_roles")]
 
 
-def migrate(targets):
+def migrate(targets=None):
+    """Migrate to `targets` (default: the latest migrations); the apps of that state."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
+    targets = targets or executor.loader.graph.leaf_nodes()
     executor.migrate(targets)
     return executor.loader.project_state(targets).apps
 
@@ -67,4 +69,43 @@ def test_landed_lines_become_captures_and_back():
             for _, name, _, when, number, text in landed
         )
     finally:
-        migrate(AFTER)
+        migrate()
+
+
+BLOCKS = [("otc", "0003_raw_blocks"), ("spine_project", "0005_raw_block_roles")]
+
+
+def test_landed_lines_become_blocks_and_back():
+    apps = migrate(AFTER)
+    try:
+        Capture = apps.get_model("otc", "RawCapture")
+        Lines = apps.get_model("otc", "RawTrade")
+        common = {"tier": "OTCE", "week": date(2025, 11, 17), "venue_type": "ats"}
+        capture = Capture.objects.create(
+            **common, source="file", source_name="a.csv", content_hash="old", line_count=3
+        )
+        landed = [(2, "OTC|A|a|v|M|1|1|2025-12-15"), (3, "OTC|B|b \\xff|v|M|2|1|"), (5, "é|x")]
+        for number, text in landed:  # line 4 was blank, so never landed
+            Lines.objects.create(capture=capture, line_number=number, raw_line=text)
+
+        apps = migrate(BLOCKS)
+
+        Block = apps.get_model("otc", "RawBlock")
+        assert [
+            (b.capture_id, b.first_line, b.line_count, bytes(b.data))
+            for b in Block.objects.order_by("first_line")
+        ] == [
+            (capture.pk, 2, 2, b"OTC|A|a|v|M|1|1|2025-12-15\nOTC|B|b \\xff|v|M|2|1|\n"),
+            (capture.pk, 5, 1, "é|x\n".encode()),  # a new block where the numbering skips
+        ]
+        kept = apps.get_model("otc", "RawCapture").objects.get()
+        assert (kept.content_hash, kept.line_count) == ("old", 3)
+
+        apps = migrate(AFTER)
+
+        Lines = apps.get_model("otc", "RawTrade")
+        assert sorted(Lines.objects.values_list("capture_id", "line_number", "raw_line")) == [
+            (capture.pk, number, text) for number, text in landed
+        ]
+    finally:
+        migrate()
