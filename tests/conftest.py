@@ -184,6 +184,9 @@ def ensure_role_groups():
             f"spine_project.migrations.{name}"
         ).GRANTS.items():
             grants[role] += perms
+    blocks = importlib.import_module("spine_project.migrations.0005_raw_block_roles")
+    for role, perms in blocks.BLOCKS.items():  # raw blocks replaced raw lines
+        grants[role] = [p for p in grants[role] if p not in blocks.LINES[role]] + perms
     for role, perms in grants.items():
         group, _ = Group.objects.get_or_create(name=role)
         for app_label, codename in perms:
