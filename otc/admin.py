@@ -4,7 +4,7 @@ from itertools import islice
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -103,8 +103,18 @@ class RawCaptureAdmin(ReadOnlyAdmin):
     )
     list_filter = ("tier", "venue_type", "source", "week")
     search_fields = ("=source_name", "=execution_id", "=content_hash")
-    readonly_fields = ("first_lines",)
     FIRST_LINES = 200
+
+    def can_read_lines(self, request) -> bool:
+        """A capture's lines (its blocks) need their own permission besides the capture's."""
+        return self.has_view_permission(request) and request.user.has_perm("otc.view_rawblock")
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        return shown if self.can_read_lines(request) else [f for f in shown if f != "download_link"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("first_lines",) if self.can_read_lines(request) else ()
 
     def get_urls(self):
         download = path(
@@ -116,16 +126,17 @@ class RawCaptureAdmin(ReadOnlyAdmin):
 
     def download_view(self, request, pk: int):
         """The capture's bytes as received (a file's SHA-256 is the capture's `content_hash`)."""
-        if not (self.has_view_permission(request) and request.user.has_perm("otc.view_rawblock")):
+        if not self.can_read_lines(request):
             raise PermissionDenied
         capture = get_object_or_404(RawCapture, pk=pk)
         blocks = capture.blocks.order_by("first_line").values_list("data", flat=True)
+        if not blocks.exists():
+            raise Http404("Retention has deleted this capture's lines.")
         response = StreamingHttpResponse(
             (bytes(data) for data in blocks.iterator(chunk_size=20)),
             content_type="text/plain; charset=utf-8",
         )
-        name = capture.source_name if capture.source == "file" else f"{capture.source_name}.jsonl"
-        response["Content-Disposition"] = content_disposition_header(True, name)
+        response["Content-Disposition"] = content_disposition_header(True, _file_name(capture))
         return response
 
     @admin.display(description="download")
@@ -135,17 +146,22 @@ class RawCaptureAdmin(ReadOnlyAdmin):
 
     @admin.display(description="first lines")
     def first_lines(self, capture):
-        numbered = islice(raw_lines(capture), self.FIRST_LINES)
+        numbered = list(islice(raw_lines(capture), self.FIRST_LINES))
+        if not numbered:
+            return "Retention has deleted this capture's lines."
         text = "\n".join(f"{number:>7}  {line}" for number, line in numbered)
-        more = capture.line_count > self.FIRST_LINES
+        url = reverse("admin:otc_rawcapture_download", args=[capture.pk])
         return format_html(
-            "<pre>{}</pre>{}",
+            '<pre>{}</pre><p><a href="{}">Download all {} lines as received</a></p>',
             text,
-            format_html(
-                '<p><a href="{}">Download all {} lines</a></p>',
-                reverse("admin:otc_rawcapture_download", args=[capture.pk]),
-                capture.line_count,
-            )
-            if more
-            else "",
+            url,
+            capture.line_count,
         )
+
+
+def _file_name(capture: RawCapture) -> str:
+    """A file capture's own name; an API dataset's tier, week, venue type and name (JSONL)."""
+    if capture.source == "file":
+        return capture.source_name
+    dataset = capture.source_name.replace("/", "-")
+    return f"{capture.tier}-{capture.week}-{capture.venue_type}-{dataset}.jsonl"

@@ -96,18 +96,18 @@ def read_blocks(stream: BinaryIO, source_name: str) -> Iterator[tuple[int, bytes
     if not first.strip():
         raise BadSourceFile(f"{source_name}: the file is empty (expected the header line).")
     check_header(first, source_name)
-    number, pending = 1, first
+    number, pending = 1, [first]  # the start of a line not yet ended, in pieces
     while chunk := stream.read(BLOCK_BYTES):
-        chunk = pending + chunk
         cut = chunk.rfind(b"\n") + 1
-        if cut == 0:  # one line longer than a block so far
-            pending = chunk
+        if cut == 0:  # inside a line longer than a block: keep the piece, join once it ends
+            pending.append(chunk)
             continue
-        block, pending = chunk[:cut], chunk[cut:]
+        block = b"".join([*pending, chunk[:cut]])
+        pending = [chunk[cut:]]
         yield number, block
         number += block.count(b"\n")
-    if pending:  # the last line, without a newline
-        yield number, pending
+    if rest := b"".join(pending):  # the last line, without a newline
+        yield number, rest
 
 
 def line_blocks(lines: Iterable[SourceLine]) -> Iterator[tuple[str, int, bytes]]:

@@ -58,8 +58,9 @@ def top_symbols(limit: int = 20) -> list[str]:
 
 def raw_lines(capture: RawCapture) -> Iterator[tuple[int, str]]:
     """A capture's lines as received, numbered, as text: undecodable bytes backslash-escaped and
-    a CR before the newline left out (`otc.parser.stored_text`, as rejected rows keep them)."""
+    CRs before the newline left out (as `otc.parser.read_file` reads lines and rejected rows
+    keep them)."""
     blocks = RawBlock.objects.filter(capture=capture).order_by("first_line")
     for first_line, data in blocks.values_list("first_line", "data").iterator(chunk_size=20):
         for number, line in block_lines(first_line, bytes(data)):
-            yield number, stored_text(line.removesuffix(b"\r"))
+            yield number, stored_text(line.rstrip(b"\r"))

@@ -63,8 +63,9 @@ def ingest_week(
 ) -> dict[str, Any]:
     """Land, normalize and compute metrics for one tier-week in one transaction; return counts.
 
-    The source is read twice: once to land its lines raw, once to parse them (a remote source is
-    fetched once, into a temporary spool, before the transaction opens).
+    The source is read twice: once to land it raw (a file's own bytes, or else its lines), once
+    to parse it (a remote source is fetched once, into a temporary spool, before the
+    transaction opens).
     """
     connector = connector or open_source(
         tier=tier, week=week, venue_type=venue_type, source=source, path=path

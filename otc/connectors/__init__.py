@@ -15,7 +15,7 @@ from otc.parser import SourceLine
 
 
 class Source(Protocol):
-    """A week's lines: `kind` is stored as the raw rows' `source`."""
+    """A week's lines: `kind` is stored as the raw captures' `source`."""
 
     kind: str
 

@@ -6,17 +6,22 @@ row is a block of whole lines as received, about 256 KiB (`otc.models.RawBlock`)
 lz4 where the server has it.
 
 Lines already landed become blocks of their capture: each run of consecutive line numbers is a
-block of the lines' text, each followed by a newline. A capture keeps its `content_hash` and
-`line_count`, which were computed over its data lines (numbered); new captures hash the whole
-source, so a file landed before this migration lands once more, in full, the next time it is
-ingested. Reversible, also with rows in the tables: the reverse splits the blocks into lines
-again, leaving out blank lines and a file's header (line 1), as the line-per-row landing did.
+block of the lines' text, each followed by a newline. Those blocks are not the source's bytes
+(no header, no blank lines, undecodable bytes escaped), so each converted capture's
+`content_hash` becomes a hash no source can have (SHA-256 of "otc-0003-lines:" and the old
+hash): the next ingest of the file lands it once more, in full, as received. Reversible, also
+with rows in the tables: the reverse splits the blocks into lines again, leaving out blank lines
+and a file's header (line 1), as the line-per-row landing did; a capture's `line_count` then
+still counts every line it had.
 """
+
+import hashlib
 
 import django.db.models.deletion
 from django.db import DatabaseError, migrations, models, transaction
 
-_BATCH = 1_000  # blocks or lines per insert
+_BATCH = 1_000  # lines per insert on the way back
+_BLOCKS = 16  # blocks per insert (about 4 MiB)
 _BLOCK_BYTES = 256 * 1024
 
 
@@ -25,12 +30,27 @@ def lines_to_blocks(apps, schema_editor):
     RawTrade = apps.get_model("otc", "RawTrade")
     RawBlock = apps.get_model("otc", "RawBlock")
     pending = []
-    for capture_id in RawCapture.objects.order_by("pk").values_list("pk", flat=True):
+
+    def add(capture_id, first, parts):
+        data = b"".join(parts)
+        pending.append(
+            RawBlock(capture_id=capture_id, first_line=first, line_count=len(parts), data=data)
+        )
+        if len(pending) >= _BLOCKS:
+            RawBlock.objects.bulk_create(pending)
+            pending.clear()
+
+    captures = RawCapture.objects.order_by("pk").values_list("pk", "content_hash")
+    for capture_id, old_hash in list(captures):
+        # Its blocks are its lines' text, not the source's bytes: a hash no source can have, so
+        # the next ingest of the file lands it again, as received.
+        rekeyed = hashlib.sha256(b"otc-0003-lines:" + old_hash.encode()).hexdigest()
+        RawCapture.objects.filter(pk=capture_id).update(content_hash=rekeyed)
         lines = RawTrade.objects.filter(capture_id=capture_id).order_by("line_number")
         parts, first, following, size = [], 0, 0, 0
         for number, text in lines.values_list("line_number", "raw_line").iterator(10_000):
             if parts and (number != following or size >= _BLOCK_BYTES):
-                pending.append(RawBlock(**_block(capture_id, first, parts)))
+                add(capture_id, first, parts)
                 parts, size = [], 0
             if not parts:
                 first = number
@@ -38,22 +58,17 @@ def lines_to_blocks(apps, schema_editor):
             size += len(parts[-1])
             following = number + 1
         if parts:
-            pending.append(RawBlock(**_block(capture_id, first, parts)))
-        if len(pending) >= _BATCH:
-            RawBlock.objects.bulk_create(pending)
-            pending = []
+            add(capture_id, first, parts)
     RawBlock.objects.bulk_create(pending)
-
-
-def _block(capture_id, first, parts):
-    return {"capture_id": capture_id, "first_line": first, "line_count": len(parts), "data": b"".join(parts)}
 
 
 def blocks_to_lines(apps, schema_editor):
     RawBlock = apps.get_model("otc", "RawBlock")
     RawTrade = apps.get_model("otc", "RawTrade")
     files = set(
-        apps.get_model("otc", "RawCapture").objects.filter(source="file").values_list("pk", flat=True)
+        apps.get_model("otc", "RawCapture")
+        .objects.filter(source="file")
+        .values_list("pk", flat=True)
     )
     batch = []
     for block in RawBlock.objects.order_by("capture_id", "first_line").iterator(100):
@@ -100,17 +115,38 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="RawBlock",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("first_line", models.PositiveIntegerField(help_text="number of the block's first line")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "first_line",
+                    models.PositiveIntegerField(help_text="number of the block's first line"),
+                ),
                 ("line_count", models.PositiveIntegerField()),
-                ("data", models.BinaryField(help_text="the lines as received, each ending in a newline")),
-                ("capture", models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name="blocks", to="otc.rawcapture")),
+                (
+                    "data",
+                    models.BinaryField(help_text="the lines as received, each ending in a newline"),
+                ),
+                (
+                    "capture",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="blocks",
+                        to="otc.rawcapture",
+                    ),
+                ),
             ],
             options={
                 "db_table": "otc_trades_raw",
                 "ordering": ["capture_id", "first_line"],
                 "constraints": [
-                    models.UniqueConstraint(fields=("capture", "first_line"), name="otc_raw_block_once"),
+                    models.UniqueConstraint(
+                        fields=("capture", "first_line"), name="otc_raw_block_once"
+                    ),
                 ],
             },
         ),
@@ -121,7 +157,10 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="rawcapture",
             name="content_hash",
-            field=models.CharField(help_text="SHA-256 of the source as received (of a file: what sha256sum prints)", max_length=64),
+            field=models.CharField(
+                help_text="SHA-256 of the source as received (of a file: what sha256sum prints)",
+                max_length=64,
+            ),
         ),
         migrations.AlterField(
             model_name="rawcapture",

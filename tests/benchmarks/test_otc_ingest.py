@@ -4,9 +4,9 @@ A 100k-row and a 1M-row synthetic week are each ingested in a process of their o
 (`otc_ingest_child.py`), into a week emptied (and, on PostgreSQL, vacuumed) first. Figures:
 
 - raw landing: rows per second from calling `ingest_week` (which opens the file) until
-  `otc.loader.land_raw` has returned: the week's capture and its lines are in `otc_trades_raw`.
-  It covers reading the lines and copying them raw, and none of the parsing, normalizing
-  (duplicates, `otc_trades`, rejected rows) or the metrics that follow.
+  `otc.loader.land_raw` has returned: the week's capture and its bytes are in `otc_trades_raw`
+  (blocks of whole lines). It covers reading the file and copying it raw, and none of the
+  parsing, normalizing (duplicates, `otc_trades`, rejected rows) or the metrics that follow.
 - end to end: the whole `ingest_week` of the 1M-row week, metrics included.
 - peak RSS of each child: the 1M week's must stay within 1.5x the 100k week's.
 

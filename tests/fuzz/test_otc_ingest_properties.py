@@ -4,13 +4,16 @@ normalized row or a rejected row with a reason; the tables hold exactly what the
 alone makes of the file, reasons and details included; a re-run changes nothing."""
 
 from collections import Counter
+from unittest.mock import patch
 
 import pytest
 from django.db import transaction
 from hypothesis import event, given, settings
 
+from otc import parser
 from otc.errors import NoValidRows
-from otc.models import RawBlock, RejectedRow, Trade
+from otc.models import RawBlock, RawCapture, RejectedRow, Trade
+from otc.selectors import raw_lines
 from otc.services import ingest_week
 from tests.fuzz.strategies import WEEK, finra_file
 from tests.integration.otc.conftest import loaded_tables, parser_verdict
@@ -42,7 +45,8 @@ def tables():
 def test_an_ingest_accounts_for_every_line(generated, data_dir):
     data, numbered = generated
     (data_dir / "week.csv").write_bytes(data)
-    with transaction.atomic():  # each example starts from empty tables
+    # Blocks of about 100 bytes, so that a file of a few lines lands as several blocks.
+    with transaction.atomic(), patch.object(parser, "BLOCK_BYTES", 100):
         try:
             result = ingest_week(tier="OTCE", week=WEEK, venue_type="ats", path="week.csv")
         except NoValidRows:
@@ -59,6 +63,12 @@ def test_an_ingest_accounts_for_every_line(generated, data_dir):
         expected = parser_verdict(data, tier="OTCE", week=WEEK)
         assert loaded_tables(tier="OTCE", week=WEEK) == expected
         numbers = [number for number, _ in numbered]
+        capture = RawCapture.objects.get(tier="OTCE", week=WEEK)
+        blocks = RawBlock.objects.filter(capture=capture)
+        assert sum(b.line_count for b in blocks) == capture.line_count == result["raw_lines_new"]
+        lines = dict(raw_lines(capture))  # a reject's line is the landed line of its number
+        for number, text in RejectedRow.objects.values_list("line_number", "raw_line"):
+            assert lines[number] == text
 
         assert raw == data  # landed as received, every byte
         assert {n for n, _ in rejects} <= set(numbers)

@@ -221,8 +221,32 @@ def test_a_capture_downloads_for_viewers_only(client, loaded, role_user):
     client.force_login(role_user("viewer"))
     assert b"".join(client.get(url).streaming_content) == SAMPLE.read_bytes()
 
+    from django.contrib.auth.models import Permission
+
+    captures_only = get_user_model().objects.create_user("captures-only", is_staff=True)
+    captures_only.user_permissions.add(Permission.objects.get(codename="view_rawcapture"))
+    client.force_login(captures_only)  # may list captures, not read their lines
+    assert client.get(url).status_code == 403
+    listing = client.get("/admin/otc/rawcapture/")
+    assert listing.status_code == 200
+    assert url.encode() not in listing.content
+    page = client.get(f"/admin/otc/rawcapture/{capture.pk}/change/")
+    assert page.status_code == 200
+    assert b"OTC|AABB" not in page.content
+
     nobody = get_user_model().objects.create_user("nobody", is_staff=True)  # staff, no role
     client.force_login(nobody)
     assert client.get(url).status_code == 403
     client.logout()
     assert client.get(url).status_code == 302  # to the admin's login page
+
+
+def test_a_capture_whose_blocks_retention_deleted_has_nothing_to_download(admin_client, loaded):
+    from otc.models import RawBlock
+
+    capture = RawCapture.objects.get()
+    RawBlock.objects.filter(capture=capture).delete()
+
+    assert admin_client.get(f"/admin/otc/rawcapture/{capture.pk}/download/").status_code == 404
+    page = admin_client.get(f"/admin/otc/rawcapture/{capture.pk}/change/")
+    assert b"Retention has deleted this capture&#x27;s lines." in page.content

@@ -64,6 +64,27 @@ def test_the_ingest_pages_through_the_api(db, run_pipeline, settings):
     assert Trade.objects.get(symbol="SYM000", venue_mpid="VEN1").shares == 2000
 
 
+def test_the_api_records_land_raw_as_json_lines_once(db, run_pipeline, settings):
+    import json
+
+    from otc.models import RawBlock, RawCapture
+    from otc.selectors import raw_lines
+
+    records = api_records(12)
+    with FakeFinra(records) as fake:
+        settings.SPINE_FINRA_API_URL = fake.url
+        first = run_pipeline("otc.ingest_week", API_PARAMS)
+        again = run_pipeline("otc.ingest_week", API_PARAMS)
+
+    assert (first.result["raw_lines_new"], again.result["raw_lines_new"]) == (12, 0)
+    capture = RawCapture.objects.get()
+    assert (capture.source, capture.line_count) == ("finra_api", 12)
+    assert [(n, json.loads(text)) for n, text in raw_lines(capture)] == [
+        (n, json.loads(json.dumps(r, default=str))) for n, r in enumerate(records, start=1)
+    ]
+    assert RawBlock.objects.count() == 1
+
+
 def test_a_503_is_retried_and_the_ingest_succeeds(db, run_pipeline, settings):
     with FakeFinra(api_records(4)) as fake:
         settings.SPINE_FINRA_API_URL = fake.url
