@@ -61,6 +61,7 @@ def raw_lines(capture: RawCapture) -> Iterator[tuple[int, str]]:
     CRs before the newline left out (as `otc.parser.read_file` reads lines and rejected rows
     keep them)."""
     blocks = RawBlock.objects.filter(capture=capture).order_by("first_line")
-    for first_line, data in blocks.values_list("first_line", "data").iterator(chunk_size=20):
+    # Two blocks (about 512 KiB) a fetch: the admin reads only the first 200 lines.
+    for first_line, data in blocks.values_list("first_line", "data").iterator(chunk_size=2):
         for number, line in block_lines(first_line, bytes(data)):
             yield number, stored_text(line.rstrip(b"\r"))

@@ -1,7 +1,8 @@
 """The file connector: one FINRA weekly file, or a directory whose files are parts of one week."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from django.conf import settings
 
@@ -9,6 +10,7 @@ from otc.errors import BadSourceFile
 from otc.parser import SourceLine, read_blocks, read_file
 
 SUFFIXES = (".csv", ".txt", ".psv")
+T = TypeVar("T")
 
 
 def resolve_data_path(path: str) -> Path:
@@ -57,19 +59,20 @@ class FileSource:
         )
 
     def lines(self) -> Iterator[SourceLine]:
-        for part in self.files():
-            try:
-                with part.open("rb") as stream:
-                    yield from read_file(stream, part.name)
-            except OSError as exc:
-                raise BadSourceFile(f"{part.name}: cannot be read: {exc.strerror}") from exc
+        for _, line in self._each_file(read_file):
+            yield line
 
     def blocks(self) -> Iterator[tuple[str, int, bytes]]:
         """The files' bytes as received, in blocks of whole lines (`otc.parser.read_blocks`)."""
+        for name, (first_line, data) in self._each_file(read_blocks):
+            yield name, first_line, data
+
+    def _each_file(self, read: Callable[[BinaryIO, str], Iterator[T]]) -> Iterator[tuple[str, T]]:
+        """What `read(stream, name)` yields from each file in turn, with the file's name."""
         for part in self.files():
             try:
                 with part.open("rb") as stream:
-                    for first_line, data in read_blocks(stream, part.name):
-                        yield part.name, first_line, data
+                    for item in read(stream, part.name):
+                        yield part.name, item
             except OSError as exc:
                 raise BadSourceFile(f"{part.name}: cannot be read: {exc.strerror}") from exc
