@@ -211,7 +211,7 @@ def normalize(
     rows = stage_rows(lines, tier=tier, week=week)
     params = _params(tier, week, venue_type, source, execution_id)
     distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
-    _plan_for_bulk()
+    plan_for_bulk()
     with connection.cursor() as cursor:
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
@@ -253,8 +253,8 @@ def normalize(
     return summary
 
 
-def _plan_for_bulk() -> None:
-    """Settings for the rest of the ingest's transaction, on PostgreSQL."""
+def plan_for_bulk() -> None:
+    """Settings for the rest of the transaction (an ingest's, a recompute's), on PostgreSQL."""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:

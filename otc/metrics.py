@@ -14,11 +14,13 @@ from datetime import date, timedelta
 from django.db import connection
 
 from otc.calendar import trading_days
+from otc.loader import plan_for_bulk
 from otc.models import MetricsDaily, Trade
 
-# One pass, no joins: venue totals, then per-symbol window sums and venue rank, then one row per
-# symbol; the previous week is a per-symbol lookup on the unique index. (Joins over freshly
-# loaded rows, which have no statistics yet, got quadratic nested-loop plans on PostgreSQL.)
+# One pass over the week's rows: venue totals, then per-symbol window sums and venue rank, then one
+# row per symbol, joined to the previous week's totals. Freshly loaded rows have no statistics
+# yet, so PostgreSQL plans them as a few rows: `loader.plan_for_bulk` rules out the nested loops
+# that made quadratic.
 _UPSERT_METRICS = """
 WITH venue AS (
     SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,
@@ -48,6 +50,12 @@ WITH venue AS (
                END) AS hhi
     FROM ranked
     GROUP BY symbol
+), previous AS MATERIALIZED (
+    -- Read once, before the first row goes in. As a subquery per symbol it was planned as a
+    -- scan of the whole table (planned as empty when last analyzed small), rescanned for each
+    -- symbol while this statement made it longer: 5 s of a 1M-row week's 11 (issue 8).
+    SELECT symbol, total_shares FROM otc_metrics_daily
+    WHERE week = %(previous)s AND tier = %(tier)s
 )
 INSERT INTO otc_metrics_daily (
     week, tier, symbol, total_shares, total_trades, trading_days, avg_daily_shares,
@@ -63,11 +71,9 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
        s.hhi, s.ats_shares,
        CASE WHEN %(both_types)s AND s.total_shares > 0
             THEN s.ats_shares * 1.0 / s.total_shares END,
-       (SELECT CASE WHEN p.total_shares > 0
-                    THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
-        FROM otc_metrics_daily p
-        WHERE p.week = %(previous)s AND p.tier = %(tier)s AND p.symbol = s.symbol)
-FROM sym s
+       CASE WHEN p.total_shares > 0
+            THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
+FROM sym s LEFT JOIN previous p ON p.symbol = s.symbol
 WHERE true
 ON CONFLICT (week, tier, symbol) DO UPDATE SET
     total_shares = excluded.total_shares, total_trades = excluded.total_trades,
@@ -85,14 +91,19 @@ WHERE week = %(week)s AND tier = %(tier)s
   AND symbol NOT IN (SELECT symbol FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s)
 """
 
+# A join, not a subquery per row, for the reason given at `previous` above.
 _REFRESH_NEXT_WOW = """
-UPDATE otc_metrics_daily SET wow_change = (
-    SELECT CASE WHEN p.total_shares > 0
-                THEN (otc_metrics_daily.total_shares - p.total_shares) * 1.0 / p.total_shares END
-    FROM otc_metrics_daily p
-    WHERE p.week = %(week)s AND p.tier = %(tier)s AND p.symbol = otc_metrics_daily.symbol
-)
-WHERE week = %(next)s AND tier = %(tier)s
+UPDATE otc_metrics_daily SET wow_change = changed.wow_change
+FROM (
+    SELECT n.id, CASE WHEN p.total_shares > 0
+                      THEN (n.total_shares - p.total_shares) * 1.0 / p.total_shares END
+                 AS wow_change
+    FROM otc_metrics_daily n
+    LEFT JOIN otc_metrics_daily p
+        ON p.week = %(week)s AND p.tier = %(tier)s AND p.symbol = n.symbol
+    WHERE n.week = %(next)s AND n.tier = %(tier)s
+) changed
+WHERE otc_metrics_daily.id = changed.id
 """
 
 
@@ -112,6 +123,7 @@ def compute_week(tier: str, week: date) -> int:
         .count()
         == 2,
     }
+    plan_for_bulk()
     with connection.cursor() as cursor:
         cursor.execute(_DELETE_GONE, params)
         cursor.execute(_UPSERT_METRICS, params)

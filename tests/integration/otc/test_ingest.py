@@ -124,6 +124,32 @@ def test_ats_share_and_week_over_week_need_both_files_and_the_previous_week(data
     assert MetricsDaily.objects.get(symbol="AACAY", week=SAMPLE_WEEK).ats_share == 1.0
 
 
+def test_an_earlier_week_loaded_later_refreshes_the_next_weeks_change(data_dir, run_pipeline):
+    header = SAMPLE.read_bytes().split(b"\n", 1)[0]
+    earlier = {"tier": "OTCE", "week": "2025-11-10", "path": "prev.csv"}
+
+    def load_earlier(symbol: str, shares: int) -> None:
+        line = f"OTC|{symbol}|An Issue|X ATS|XATS|{shares}|10|2025-12-08"
+        (data_dir / "prev.csv").write_bytes(header + b"\n" + line.encode() + b"\n")
+        assert run_pipeline("otc.ingest_week", earlier).status == Status.COMPLETED
+
+    def changes() -> dict[str, float]:
+        week = MetricsDaily.objects.filter(week=SAMPLE_WEEK, tier="OTCE", wow_change__isnull=False)
+        return dict(week.values_list("symbol", "wow_change"))
+
+    run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    assert changes() == {}
+    aabb = MetricsDaily.objects.get(week=SAMPLE_WEEK, symbol="AABB").total_shares
+
+    load_earlier("AABB", 1_000_000)
+    # Every other symbol of the week has no earlier week to compare with.
+    assert changes() == {"AABB": pytest.approx((aabb - 1_000_000) / 1_000_000)}
+    load_earlier("AABB", 4 * aabb)
+    assert changes() == {"AABB": pytest.approx(-0.75)}
+    load_earlier("ZZZZ", 100)  # AABB left the earlier week: nothing to compare it with now
+    assert changes() == {}
+
+
 def test_bad_rows_are_rejected_with_line_and_reason_and_the_rest_loads(data_dir, run_pipeline):
     lines = SAMPLE.read_bytes().split(b"\n")
     header, good = lines[0], lines[1:11]  # ten good rows: lines 2-11
