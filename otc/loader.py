@@ -37,13 +37,27 @@ from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
 _SQLITE_BATCH = 5_000
 _WORK_MEM = "64MB"  # per sort or hash, for the ingest's transaction on PostgreSQL
 
-_STAGE_DDL = """
-CREATE TEMP TABLE otc_stage (
-    seq bigint, source_name text, line_number integer, raw_line text,
-    symbol text, issue_name text, venue_name text, mpid text, shares bigint, trades bigint,
-    publication_date date, reject_reason text, reject_detail text
-){on_commit}
-"""
+# The staging table: the parser's rows (`STAGE_COLUMNS`), and these types.
+_STAGE_TYPES = {
+    "seq": "bigint",
+    "source_name": "text",
+    "line_number": "integer",
+    "raw_line": "text",
+    "symbol": "text",
+    "issue_name": "text",
+    "venue_name": "text",
+    "mpid": "text",
+    "shares": "bigint",
+    "trades": "bigint",
+    "publication_date": "date",
+    "reject_reason": "text",
+    "reject_detail": "text",
+}
+_STAGE_DDL = (
+    "CREATE TEMP TABLE otc_stage ("
+    + ", ".join(f"{column} {_STAGE_TYPES[column]}" for column in STAGE_COLUMNS)
+    + "){on_commit}"
+)
 
 _MARK_DUPLICATES = """
 UPDATE otc_stage
@@ -326,10 +340,16 @@ def _drop_stage(cursor, postgres: bool) -> None:
 
 
 def _copy_stage(rows) -> None:
-    """Stream rows into the staging table with `COPY` on Django's own psycopg connection."""
+    """Stream rows into the staging table with `COPY` on Django's own psycopg connection.
+
+    Binary: on 1M rows psycopg formats them in half the time it takes to write them as text
+    (2 s against 4 s on the issue 8 VM).
+    """
     raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
     columns = ", ".join(STAGE_COLUMNS)
-    with raw.cursor() as cur, cur.copy(f"COPY otc_stage ({columns}) FROM STDIN") as copy:
+    sql = f"COPY otc_stage ({columns}) FROM STDIN (FORMAT binary)"
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types([_STAGE_TYPES[column] for column in STAGE_COLUMNS])
         for row in rows:
             copy.write_row(row)
 
