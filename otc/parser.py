@@ -213,6 +213,8 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date, text: str | Non
                 detail = f"not UTF-8: {exc.reason} at byte {exc.start}"
                 return None, (RejectReason.BAD_ENCODING, detail)
         fields = text.split(DELIMITER)
+    elif any(f and "\x00" in f for f in fields):  # a JSON "\u0000": no text column can hold it
+        return None, (RejectReason.BAD_ENCODING, "a field contains NUL characters")
     if len(fields) != len(HEADER):
         return None, (
             RejectReason.FIELD_COUNT,

@@ -116,6 +116,20 @@ def test_a_byte_order_mark_before_the_header_is_accepted():
     assert [line.line_number for line in lines] == [2]
 
 
+def test_a_connectors_field_with_a_nul_is_rejected_not_loaded():
+    fields = ["OTC", "AB\x00C", "Issue", "Venue", "MPID", "1", "1", ""]
+    line = SourceLine("api", 7, b'{"issueSymbolIdentifier":"AB\\u0000C"}', fields=fields)
+    (row,) = stage_rows([line], tier="OTCE", week=WEEK)
+    row = dict(zip(STAGE_COLUMNS, row, strict=True))
+    assert (row["line_number"], row["symbol"], row["reject_reason"], row["reject_detail"]) == (
+        7,
+        None,
+        "bad_encoding",
+        "a field contains NUL characters",
+    )
+    assert row["raw_line"] == '{"issueSymbolIdentifier":"AB\\u0000C"}'
+
+
 def test_a_connector_reject_is_kept():
     line = SourceLine("api", 1, b"{}", reject=("wrong_summary_type", "totals"))
     (row,) = stage_rows([line], tier="OTCE", week=WEEK)

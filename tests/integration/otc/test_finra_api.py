@@ -85,6 +85,26 @@ def test_the_api_records_land_raw_as_json_lines_once(db, run_pipeline, settings)
     assert RawBlock.objects.count() == 1
 
 
+def test_a_record_with_a_nul_is_rejected_and_the_rest_loads(db, run_pipeline, settings):
+    from otc.models import RejectedRow
+
+    records = api_records(4)
+    records[2]["issueName"] = "Bad\u0000Name"  # JSON can carry it; no text column can
+    with FakeFinra(records) as fake:
+        settings.SPINE_FINRA_API_URL = fake.url
+        execution = run_pipeline("otc.ingest_week", API_PARAMS)
+
+    assert execution.status == Status.COMPLETED, execution.error_message
+    assert (execution.result["rows_loaded"], execution.result["rejected_by_reason"]) == (
+        3,
+        {"bad_encoding": 1},
+    )
+    reject = RejectedRow.objects.get()
+    assert (reject.line_number, reject.detail) == (3, "a field contains NUL characters")
+    assert "Bad\\u0000Name" in reject.raw_line
+    assert sorted(Trade.objects.values_list("shares", flat=True)) == [1000, 2000, 4000]
+
+
 def test_a_503_is_retried_and_the_ingest_succeeds(db, run_pipeline, settings):
     with FakeFinra(api_records(4)) as fake:
         settings.SPINE_FINRA_API_URL = fake.url
