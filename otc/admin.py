@@ -12,7 +12,7 @@ from django.utils.http import content_disposition_header
 
 from otc.connectors.circuit import circuit_state, known_sources
 from otc.models import MetricsDaily, RawCapture, RejectedRow, Trade
-from otc.selectors import raw_lines
+from otc.selectors import CaptureIncomplete, raw_blocks, raw_lines
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -129,12 +129,10 @@ class RawCaptureAdmin(ReadOnlyAdmin):
         if not self.can_read_lines(request):
             raise PermissionDenied
         capture = get_object_or_404(RawCapture, pk=pk)
-        blocks = capture.blocks.order_by("first_line").values_list("data", flat=True)
-        if not blocks.exists():
+        if not capture.blocks.exists():
             raise Http404("Retention has deleted this capture's lines.")
         response = StreamingHttpResponse(
-            (bytes(data) for data in blocks.iterator(chunk_size=20)),
-            content_type="text/plain; charset=utf-8",
+            (data for _, data in raw_blocks(capture)), content_type="text/plain; charset=utf-8"
         )
         response["Content-Disposition"] = content_disposition_header(True, _file_name(capture))
         return response
@@ -146,7 +144,10 @@ class RawCaptureAdmin(ReadOnlyAdmin):
 
     @admin.display(description="first lines")
     def first_lines(self, capture):
-        numbered = list(islice(raw_lines(capture), self.FIRST_LINES))
+        try:
+            numbered = list(islice(raw_lines(capture), self.FIRST_LINES))
+        except CaptureIncomplete:
+            return "Retention is deleting this capture's lines."
         if not numbered:
             return "Retention has deleted this capture's lines."
         text = "\n".join(f"{number:>7}  {line}" for number, line in numbered)

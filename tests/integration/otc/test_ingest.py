@@ -2,6 +2,7 @@
 
 import hashlib
 from datetime import date
+from itertools import islice
 
 import pytest
 
@@ -417,3 +418,29 @@ def test_a_file_whose_raw_blocks_retention_deleted_lands_again(data_dir, run_pip
     assert (capture.execution_id, capture.line_count) == (again.id, 5329)
     data = b"".join(bytes(b.data) for b in RawBlock.objects.filter(capture=capture))
     assert data == SAMPLE.read_bytes()
+
+
+def test_a_captures_blocks_read_back_page_by_page_and_a_missing_one_is_not_skipped(
+    data_dir, run_pipeline, monkeypatch, django_assert_num_queries
+):
+    from otc import parser
+    from otc.selectors import CaptureIncomplete, raw_blocks
+
+    monkeypatch.setattr(parser, "BLOCK_BYTES", 64 * 1024)  # 9 blocks of the sample
+    assert run_pipeline("otc.ingest_week", SAMPLE_PARAMS).status == Status.COMPLETED
+    capture = RawCapture.objects.get()
+    firsts = list(RawBlock.objects.order_by("first_line").values_list("first_line", flat=True))
+    assert len(firsts) == 9
+
+    with django_assert_num_queries(3):  # 4, 4 and 1 blocks
+        assert b"".join(data for _, data in raw_blocks(capture)) == SAMPLE.read_bytes()
+
+    RawBlock.objects.filter(capture=capture, first_line=firsts[5]).delete()
+    read = raw_blocks(capture)
+    assert [first for first, _ in islice(read, 5)] == firsts[:5]
+    with pytest.raises(CaptureIncomplete, match=f"no block holds line {firsts[5]}"):
+        next(read)
+
+    RawBlock.objects.filter(capture=capture, first_line__gt=firsts[5]).delete()  # the tail
+    with pytest.raises(CaptureIncomplete, match=f"its lines stop before line {firsts[5]}"):
+        list(raw_blocks(capture))
