@@ -20,7 +20,7 @@ from otc.models import MetricsDaily, Trade
 # One pass over the week's rows: venue totals, then per-symbol window sums and venue rank, then one
 # row per symbol, joined to the previous week's totals. Freshly loaded rows have no statistics
 # yet, so PostgreSQL plans them as a few rows: `loader.plan_for_bulk` rules out the nested loops
-# that made quadratic.
+# that made such plans quadratic.
 _UPSERT_METRICS = """
 WITH venue AS (
     SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,

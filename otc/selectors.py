@@ -65,8 +65,9 @@ def raw_blocks(capture: RawCapture, *, per_query: int = 4) -> Iterator[tuple[int
 
     Pages through the unique index, `per_query` blocks (about 1 MiB) a query, each query a short
     read of its own. Django's `.iterator()` would hold a cursor open `WITH HOLD` outside a
-    transaction (an admin request), for which PostgreSQL materializes the whole result first: a
-    1M-line capture before the first byte of its download, or to show its first 200 lines.
+    transaction (an admin request), for which PostgreSQL materializes the whole result first:
+    a 1M-line capture (84 MB) before the first byte of its download, or to show its first 200
+    lines (first block after 0.115 s that way, 0.009 s this way, on the issue 8 VM).
 
     Raises `CaptureIncomplete` where a block is missing (retention deleted them meanwhile), so a
     download fails instead of ending short as if it were whole. Checked for captures whose
