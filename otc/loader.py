@@ -12,11 +12,11 @@ Two passes over the lines, in the ingest's transaction (a failure leaves every t
    the source (rows it no longer has removed, changed values updated, new rows inserted) and so
    the rejected rows. Re-running a source changes nothing.
 
-Where the time goes on PostgreSQL (1M lines, issue 8): parsing in Python (about 3.5 s), inserting
-into `otc_trades` with its four indexes (about 5 s), the metrics (about 2.5 s). Landing raw took
-1.8 s as a row per line and takes a fraction of a bare `COPY` of the file as blocks. Plain
-inserts behind anti-joins replaced `ON CONFLICT`, and the stage is hash-joined rather than
-indexed.
+Where the time goes on PostgreSQL (1M lines, issue 8; the README's Performance section has the
+measurements): inserting into `otc_trades`, which is the upkeep of its four indexes (12 to 13 s
+of 29 on the 2-core VM of 2026-11-22), then parsing in Python, then the metrics.
+Landing raw takes less than a bare `COPY` of the file, as blocks. Plain inserts behind
+anti-joins replaced `ON CONFLICT`, and the stage is hash-joined rather than indexed.
 """
 
 import hashlib
