@@ -91,7 +91,8 @@ WHERE week = %(week)s AND tier = %(tier)s
   AND symbol NOT IN (SELECT symbol FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s)
 """
 
-# A join, not a subquery per row, for the reason given at `previous` above.
+# A join, not a subquery per row, for the reason given at `previous` above. The target's own
+# week and tier let it read the next week through the index, not the whole table.
 _REFRESH_NEXT_WOW = """
 UPDATE otc_metrics_daily SET wow_change = changed.wow_change
 FROM (
@@ -103,7 +104,8 @@ FROM (
         ON p.week = %(week)s AND p.tier = %(tier)s AND p.symbol = n.symbol
     WHERE n.week = %(next)s AND n.tier = %(tier)s
 ) changed
-WHERE otc_metrics_daily.id = changed.id
+WHERE otc_metrics_daily.week = %(next)s AND otc_metrics_daily.tier = %(tier)s
+  AND otc_metrics_daily.id = changed.id
 """
 
 

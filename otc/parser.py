@@ -213,8 +213,8 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date, text: str | Non
                 detail = f"not UTF-8: {exc.reason} at byte {exc.start}"
                 return None, (RejectReason.BAD_ENCODING, detail)
         fields = text.split(DELIMITER)
-    elif any(f and "\x00" in f for f in fields):  # a JSON "\u0000": no text column can hold it
-        return None, (RejectReason.BAD_ENCODING, "a field contains NUL characters")
+    elif (unstorable := _unstorable(fields)) is not None:
+        return None, (RejectReason.BAD_ENCODING, unstorable)
     if len(fields) != len(HEADER):
         return None, (
             RejectReason.FIELD_COUNT,
@@ -274,3 +274,18 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date, text: str | Non
             "the file cannot describe this week",
         )
     return (symbol, issue_name, venue_name, mpid, volumes[0], volumes[1], publication), None
+
+
+def _unstorable(fields: Sequence[str | None]) -> str | None:
+    """Why a connector's field cannot go into a text column (JSON can carry a "\\u0000" or a lone
+    surrogate such as "\\ud800"; PostgreSQL, SQLite and UTF-8 cannot), or None."""
+    for field in fields:
+        if not field or field.isascii() and "\x00" not in field:
+            continue
+        if "\x00" in field:
+            return "a field contains NUL characters"
+        try:
+            field.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a field contains a lone surrogate"
+    return None

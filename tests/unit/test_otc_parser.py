@@ -116,18 +116,37 @@ def test_a_byte_order_mark_before_the_header_is_accepted():
     assert [line.line_number for line in lines] == [2]
 
 
-def test_a_connectors_field_with_a_nul_is_rejected_not_loaded():
-    fields = ["OTC", "AB\x00C", "Issue", "Venue", "MPID", "1", "1", ""]
-    line = SourceLine("api", 7, b'{"issueSymbolIdentifier":"AB\\u0000C"}', fields=fields)
+@pytest.mark.parametrize(
+    "symbol, detail",
+    [
+        ("AB\x00C", "a field contains NUL characters"),
+        ("AB\ud800C", "a field contains a lone surrogate"),
+        ("ÄB\x00C", "a field contains NUL characters"),
+    ],
+)
+def test_a_connectors_field_no_text_column_can_hold_is_rejected_not_loaded(symbol, detail):
+    fields = ["OTC", symbol, "Issue", "Venue", "MPID", "1", "1", ""]
+    line = SourceLine("api", 7, b'{"issueSymbolIdentifier":"AB?C"}', fields=fields)
     (row,) = stage_rows([line], tier="OTCE", week=WEEK)
     row = dict(zip(STAGE_COLUMNS, row, strict=True))
     assert (row["line_number"], row["symbol"], row["reject_reason"], row["reject_detail"]) == (
         7,
         None,
         "bad_encoding",
-        "a field contains NUL characters",
+        detail,
     )
-    assert row["raw_line"] == '{"issueSymbolIdentifier":"AB\\u0000C"}'
+    assert row["raw_line"] == '{"issueSymbolIdentifier":"AB?C"}'
+
+
+def test_a_connectors_non_ascii_field_loads():
+    fields = ["OTC", "ÄBC", "Société Générale", "Venue", "MPID", "1", "1", ""]
+    (row,) = stage_rows([SourceLine("api", 2, b"{}", fields=fields)], tier="OTCE", week=WEEK)
+    row = dict(zip(STAGE_COLUMNS, row, strict=True))
+    assert (row["symbol"], row["issue_name"], row["reject_reason"]) == (
+        "ÄBC",
+        "Société Générale",
+        None,
+    )
 
 
 def test_a_connector_reject_is_kept():

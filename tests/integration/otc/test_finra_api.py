@@ -85,11 +85,20 @@ def test_the_api_records_land_raw_as_json_lines_once(db, run_pipeline, settings)
     assert RawBlock.objects.count() == 1
 
 
-def test_a_record_with_a_nul_is_rejected_and_the_rest_loads(db, run_pipeline, settings):
+@pytest.mark.parametrize(
+    "name, escaped, detail",
+    [
+        ("Bad\u0000Name", "Bad\\u0000Name", "a field contains NUL characters"),
+        ("Bad\ud800Name", "Bad\\ud800Name", "a field contains a lone surrogate"),
+    ],
+)
+def test_a_record_no_text_column_can_hold_is_rejected_and_the_rest_loads(
+    db, run_pipeline, settings, name, escaped, detail
+):
     from otc.models import RejectedRow
 
     records = api_records(4)
-    records[2]["issueName"] = "Bad\u0000Name"  # JSON can carry it; no text column can
+    records[2]["issueName"] = name  # JSON can carry it; no text column can
     with FakeFinra(records) as fake:
         settings.SPINE_FINRA_API_URL = fake.url
         execution = run_pipeline("otc.ingest_week", API_PARAMS)
@@ -100,8 +109,8 @@ def test_a_record_with_a_nul_is_rejected_and_the_rest_loads(db, run_pipeline, se
         {"bad_encoding": 1},
     )
     reject = RejectedRow.objects.get()
-    assert (reject.line_number, reject.detail) == (3, "a field contains NUL characters")
-    assert "Bad\\u0000Name" in reject.raw_line
+    assert (reject.line_number, reject.detail) == (3, detail)
+    assert escaped in reject.raw_line
     assert sorted(Trade.objects.values_list("shares", flat=True)) == [1000, 2000, 4000]
 
 
