@@ -1,6 +1,6 @@
 """Read-only admin pages for the OTC tables: only the ingest pipelines write them."""
 
-from itertools import islice
+from itertools import chain, islice
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -129,10 +129,15 @@ class RawCaptureAdmin(ReadOnlyAdmin):
         if not self.can_read_lines(request):
             raise PermissionDenied
         capture = get_object_or_404(RawCapture, pk=pk)
-        if not capture.blocks.exists():
+        blocks = (data for _, data in raw_blocks(capture))
+        try:
+            first = next(blocks, None)  # read before answering, so that no block means a 404
+        except CaptureIncomplete as exc:
+            raise Http404("Retention is deleting this capture's lines.") from exc
+        if first is None:
             raise Http404("Retention has deleted this capture's lines.")
         response = StreamingHttpResponse(
-            (data for _, data in raw_blocks(capture)), content_type="text/plain; charset=utf-8"
+            chain([first], blocks), content_type="text/plain; charset=utf-8"
         )
         response["Content-Disposition"] = content_disposition_header(True, _file_name(capture))
         return response

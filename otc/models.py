@@ -42,6 +42,11 @@ class RawCapture(models.Model):
         help_text="SHA-256 of the source as received (of a file: what sha256sum prints)",
     )
     line_count = models.PositiveIntegerField(help_text="lines as received, header included")
+    complete = models.BooleanField(
+        default=True,
+        help_text="its blocks held lines 1 to line_count, each once, when it was landed (captures "
+        "converted from the line-per-row table by migration otc 0003 may skip numbers)",
+    )
     execution_id = models.UUIDField(null=True, blank=True)
     captured_at = models.DateTimeField(default=timezone.now)
 

@@ -251,6 +251,10 @@ def test_a_capture_whose_blocks_retention_deleted_has_nothing_to_download(admin_
     middle.delete()  # retention at work while someone downloads: the download fails, not ends
     with pytest.raises(CaptureIncomplete):
         b"".join(admin_client.get(url).streaming_content)
+    RawBlock.objects.filter(capture=capture, first_line=1).delete()  # where retention starts
+    assert admin_client.get(url).status_code == 404
+    page = admin_client.get(f"/admin/otc/rawcapture/{capture.pk}/change/")
+    assert b"Retention is deleting this capture&#x27;s lines." in page.content
     RawBlock.objects.filter(capture=capture).delete()
 
     assert admin_client.get(url).status_code == 404

@@ -444,3 +444,10 @@ def test_a_captures_blocks_read_back_page_by_page_and_a_missing_one_is_not_skipp
     RawBlock.objects.filter(capture=capture, first_line__gt=firsts[5]).delete()  # the tail
     with pytest.raises(CaptureIncomplete, match=f"its lines stop before line {firsts[5]}"):
         list(raw_blocks(capture))
+
+    RawBlock.objects.filter(capture=capture, first_line=1).delete()  # retention starts here
+    with pytest.raises(CaptureIncomplete, match="no block holds line 1"):
+        next(raw_blocks(capture))
+
+    RawBlock.objects.filter(capture=capture).delete()  # and ends here
+    assert list(raw_blocks(capture)) == []

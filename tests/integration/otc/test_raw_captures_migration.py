@@ -136,3 +136,36 @@ def test_a_file_landed_as_blocks_lands_again_as_received_after_a_round_trip(tmp_
         assert landed == data
     finally:
         migrate()
+
+
+def test_converted_captures_that_skip_numbers_read_back_whole_and_new_ones_are_complete():
+    from otc.models import RawCapture
+    from otc.selectors import raw_lines
+
+    apps = migrate(AFTER)
+    try:
+        Capture = apps.get_model("otc", "RawCapture")
+        Lines = apps.get_model("otc", "RawTrade")
+        common = {"tier": "OTCE", "week": date(2025, 11, 17), "venue_type": "ats"}
+        api = {**common, "source": "finra_api", "source_name": "otcMarket/weeklySummary"}
+        first = Capture.objects.create(**api, content_hash="a", line_count=3)
+        # A re-ingest landed only the records that changed: 1 and 3 of 3.
+        later = Capture.objects.create(**api, content_hash="b", line_count=3)
+        for capture, numbers in ((first, (1, 2, 3)), (later, (1, 3))):
+            for number in numbers:
+                Lines.objects.create(
+                    capture=capture, line_number=number, raw_line=f'{{"r":{number}}}'
+                )
+
+        migrate()
+
+        assert list(RawCapture.objects.order_by("pk").values_list("complete", flat=True)) == [
+            True,
+            False,
+        ]
+        assert list(raw_lines(RawCapture.objects.get(pk=later.pk))) == [
+            (1, '{"r":1}'),
+            (3, '{"r":3}'),
+        ]
+    finally:
+        migrate()
