@@ -124,12 +124,20 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
     """
     import io
 
+    from otc.parser import read_file
+
+    lines = read_file(io.BytesIO(data), source_name)
+    return (*lines_verdict(lines, tier=tier, week=week), data)  # every byte as received
+
+
+def lines_verdict(lines, *, tier: str, week):
+    """`parser_verdict`'s normalized rows and rejects, from source lines (any connector's)."""
     from otc.models import RejectReason
-    from otc.parser import STAGE_COLUMNS, read_file, stage_rows
+    from otc.parser import STAGE_COLUMNS, stage_rows
 
     rows = [
         dict(zip(STAGE_COLUMNS, row, strict=True))
-        for row in stage_rows(read_file(io.BytesIO(data), source_name), tier=tier, week=week)
+        for row in stage_rows(lines, tier=tier, week=week)
     ]
     trades, rejects, seen = [], [], set()
     for r in rows:
@@ -154,8 +162,7 @@ def parser_verdict(data: bytes, *, tier: str, week, source_name: str = "week.csv
                     )
                 )
             )
-    raw = data  # every byte as received
-    return sorted(trades), sorted(rejects), raw
+    return sorted(trades), sorted(rejects)
 
 
 def loaded_tables(*, tier: str, week):
