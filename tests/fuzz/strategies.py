@@ -5,11 +5,13 @@ A generated file is a list of `Line`s: each knows its bytes and what the parser 
 noise (arbitrary bytes: loaded or rejected, but never a crash).
 """
 
+import os
 import re
 import string
 from dataclasses import dataclass
 from datetime import date
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from otc.parser import HEADER
@@ -21,6 +23,14 @@ TIER_DESCRIPTION = "OTC"  # tier OTCE
 _TEXT = st.characters(blacklist_characters="|\r\n\x00", blacklist_categories=("Cs",))
 _SYMBOLS = string.ascii_uppercase + string.digits + "."
 _MPIDS = string.ascii_uppercase + string.digits
+
+
+def examples(count: int) -> int:
+    """`count` examples in `make test`; at least the loaded profile's many under
+    `HYPOTHESIS_PROFILE=explore` (a test's own `max_examples` would cap the profile's 5,000)."""
+    if os.environ.get("HYPOTHESIS_PROFILE") == "explore":
+        return max(count, settings.default.max_examples)
+    return count
 
 
 @dataclass(frozen=True)

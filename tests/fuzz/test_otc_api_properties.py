@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from otc.connectors.finra_api import FinraApiSource
 from otc.errors import NoValidRows
 from otc.services import ingest_week
-from tests.fuzz.strategies import WEEK
+from tests.fuzz.strategies import WEEK, examples
 from tests.integration.otc.conftest import lines_verdict, loaded_tables
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +71,7 @@ class StubClient:
         return iter(self.records)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(generated=records())
 def test_every_api_record_is_landed_and_loaded_or_rejected(generated):
     source = FinraApiSource(tier="OTCE", week=WEEK, venue_type="ats", client=StubClient(generated))

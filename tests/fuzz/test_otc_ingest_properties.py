@@ -15,7 +15,7 @@ from otc.errors import NoValidRows
 from otc.models import RawBlock, RawCapture, RejectedRow, Trade
 from otc.selectors import raw_lines
 from otc.services import ingest_week
-from tests.fuzz.strategies import WEEK, finra_file
+from tests.fuzz.strategies import WEEK, examples, finra_file
 from tests.integration.otc.conftest import loaded_tables, parser_verdict
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ def tables():
     )
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(generated=finra_file(max_lines=15))
 def test_an_ingest_accounts_for_every_line(generated, data_dir):
     data, numbered = generated

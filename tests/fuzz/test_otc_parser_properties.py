@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from otc.errors import BadSourceFile
 from otc.models import RejectReason
 from otc.parser import HEADER, STAGE_COLUMNS, read_file, stage_rows, stored_text
-from tests.fuzz.strategies import WEEK, finra_file
+from tests.fuzz.strategies import WEEK, examples, finra_file
 
 REASONS = set(RejectReason.values)
 VALUES = ("symbol", "issue_name", "venue_name", "mpid", "shares", "trades", "publication_date")
@@ -25,7 +25,7 @@ def parse(data: bytes) -> list[dict]:
     ]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(finra_file())
 def test_every_line_is_loaded_or_rejected_with_a_reason_at_its_line_number(generated):
     data, numbered = generated
@@ -55,7 +55,7 @@ def test_every_line_is_loaded_or_rejected_with_a_reason_at_its_line_number(gener
         assert "\x00" not in row["raw_line"]  # PostgreSQL text cannot hold NUL
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.binary(max_size=300).filter(lambda b: b.rstrip(b"\r\n") != "|".join(HEADER).encode()))
 def test_anything_but_the_header_first_is_a_bad_source_file(first_line):
     data = first_line.replace(b"\n", b" ") + b"\nOTC|A|a|v|M|1|1|2025-12-15\n"
