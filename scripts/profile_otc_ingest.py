@@ -43,22 +43,21 @@ def main() -> None:
 
     django.setup()
     from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        name = connection.settings_dict["NAME"]
+        sys.exit(f"{name}: migrations are pending; run manage.py migrate first")
 
     from otc import loader
-    from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, Trade
     from otc.services import ingest_week
+    from tests.benchmarks.otc_ingest_child import empty_week
     from tests.benchmarks.test_otc_ingest import write_week
 
     path = data_dir / "week.csv"
     write_week(path, args.rows)
-    blocks = RawBlock.objects.filter(capture__tier="T2", capture__week=WEEK)
-    blocks._raw_delete(blocks.db)
-    for model in (RawCapture, Trade, MetricsDaily, RejectedRow):
-        model.objects.filter(tier="T2", week=WEEK).delete()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for model in (RawCapture, RawBlock, Trade, MetricsDaily, RejectedRow):
-                cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+    empty_week(WEEK)
 
     statements: list[tuple[float, str]] = []
 

@@ -28,7 +28,6 @@ def main(path: str, week: str) -> None:
     from django.db import connection
 
     from otc import loader
-    from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, Trade
     from otc.services import ingest_week
 
     # Raw landing ends when `land_raw` returns: the week's lines are in otc_trades_raw.
@@ -43,16 +42,7 @@ def main(path: str, week: str) -> None:
     loader.land_raw = timed_land_raw
 
     monday = date.fromisoformat(week)
-    week_blocks = RawBlock.objects.filter(capture__tier="T2", capture__week=monday)
-    week_blocks._raw_delete(week_blocks.db)  # a fresh week every run
-    for model in (RawCapture, Trade, MetricsDaily, RejectedRow):
-        model.objects.filter(tier="T2", week=monday).delete()
-    if connection.vendor == "postgresql":
-        # ... and no dead index entries of the previous run's rows for the inserts to step over
-        # (autovacuum may be off, or not have got round to it yet).
-        with connection.cursor() as cursor:
-            for model in (RawCapture, RawBlock, Trade, MetricsDaily, RejectedRow):
-                cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+    empty_week(monday)
 
     baseline = rss_kib()
     started = time.perf_counter()
@@ -85,6 +75,24 @@ def main(path: str, week: str) -> None:
             }
         )
     )
+
+
+def empty_week(monday: date, tier: str = "T2") -> None:
+    """A fresh week every run: the tier-week's OTC rows deleted (and the tables vacuumed)."""
+    from django.db import connection
+
+    from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, Trade
+
+    week_blocks = RawBlock.objects.filter(capture__tier=tier, capture__week=monday)
+    week_blocks._raw_delete(week_blocks.db)
+    for model in (RawCapture, Trade, MetricsDaily, RejectedRow):
+        model.objects.filter(tier=tier, week=monday).delete()
+    if connection.vendor == "postgresql":
+        # ... and no dead index entries of the previous run's rows for the inserts to step over
+        # (autovacuum may be off, or not have got round to it yet).
+        with connection.cursor() as cursor:
+            for model in (RawCapture, RawBlock, Trade, MetricsDaily, RejectedRow):
+                cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
 def bare_copy(raw, path: str, kind: str) -> float:
