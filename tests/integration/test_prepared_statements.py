@@ -83,3 +83,29 @@ def test_a_migration_changing_a_returned_column_does_not_stop_the_runner(
         list(Execution.objects.filter(pk__in=ids).values_list("status", flat=True))
         == [Status.COMPLETED] * 3
     )
+
+
+def test_hot_statements_are_counted_and_timed_like_djangos_own(postgres):
+    from prometheus_client import REGISTRY
+
+    from executions.transitions import run_sql
+
+    labels = {"alias": "default", "vendor": "postgresql"}
+
+    def sample(name: str, **extra: str) -> float:
+        return REGISTRY.get_sample_value(name, {**labels, **extra}) or 0.0
+
+    def samples() -> tuple[float, float, float]:
+        return (
+            sample("django_db_execute_total"),
+            sample("django_db_query_duration_seconds_count"),
+            sample("django_db_errors_total", type="UndefinedTable"),
+        )
+
+    before = samples()
+    assert run_sql("SELECT 41 + %s", [1]) == (42,)
+    assert samples() == (before[0] + 1, before[1] + 1, before[2])
+
+    with pytest.raises(Exception, match="no_such_table"):
+        run_sql("SELECT * FROM no_such_table WHERE id = %s", [1])
+    assert samples() == (before[0] + 2, before[1] + 2, before[2] + 1)
