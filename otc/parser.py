@@ -280,12 +280,13 @@ def _unstorable(fields: Sequence[str | None]) -> str | None:
     """Why a connector's field cannot go into a text column (JSON can carry a "\\u0000" or a lone
     surrogate such as "\\ud800"; PostgreSQL, SQLite and UTF-8 cannot), or None."""
     for field in fields:
-        if not field or field.isascii() and "\x00" not in field:
+        if not field:
             continue
         if "\x00" in field:
             return "a field contains NUL characters"
-        try:
-            field.encode("utf-8")
-        except UnicodeEncodeError:
-            return "a field contains a lone surrogate"
+        if not field.isascii():
+            try:
+                field.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a field contains a lone surrogate"
     return None
