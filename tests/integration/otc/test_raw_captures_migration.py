@@ -75,18 +75,23 @@ def test_landed_lines_become_captures_and_back():
 BLOCKS = [("otc", "0003_raw_blocks"), ("spine_project", "0005_raw_block_roles")]
 
 
+def lines_capture(apps, lines, **fields):
+    """A capture of the line-per-row state (0002) with its `(line number, text)` lines."""
+    common = {"tier": "OTCE", "week": date(2025, 11, 17), "venue_type": "ats"}
+    capture = apps.get_model("otc", "RawCapture").objects.create(**common, **fields)
+    Lines = apps.get_model("otc", "RawTrade")
+    for number, text in lines:
+        Lines.objects.create(capture=capture, line_number=number, raw_line=text)
+    return capture
+
+
 def test_landed_lines_become_blocks_and_back():
     apps = migrate(AFTER)
     try:
-        Capture = apps.get_model("otc", "RawCapture")
-        Lines = apps.get_model("otc", "RawTrade")
-        common = {"tier": "OTCE", "week": date(2025, 11, 17), "venue_type": "ats"}
-        capture = Capture.objects.create(
-            **common, source="file", source_name="a.csv", content_hash="old", line_count=3
-        )
         landed = [(2, "OTC|A|a|v|M|1|1|2025-12-15"), (3, "OTC|B|b \\xff|v|M|2|1|"), (5, "é|x")]
-        for number, text in landed:  # line 4 was blank, so never landed
-            Lines.objects.create(capture=capture, line_number=number, raw_line=text)
+        capture = lines_capture(  # line 4 was blank, so never landed
+            apps, landed, source="file", source_name="a.csv", content_hash="old", line_count=3
+        )
 
         apps = migrate(BLOCKS)
 
@@ -144,18 +149,11 @@ def test_converted_captures_that_skip_numbers_read_back_whole_and_new_ones_are_c
 
     apps = migrate(AFTER)
     try:
-        Capture = apps.get_model("otc", "RawCapture")
-        Lines = apps.get_model("otc", "RawTrade")
-        common = {"tier": "OTCE", "week": date(2025, 11, 17), "venue_type": "ats"}
-        api = {**common, "source": "finra_api", "source_name": "otcMarket/weeklySummary"}
-        first = Capture.objects.create(**api, content_hash="a", line_count=3)
+        api = {"source": "finra_api", "source_name": "otcMarket/weeklySummary", "line_count": 3}
+        records = {n: f'{{"r":{n}}}' for n in (1, 2, 3)}
+        lines_capture(apps, records.items(), **api, content_hash="a")
         # A re-ingest landed only the records that changed: 1 and 3 of 3.
-        later = Capture.objects.create(**api, content_hash="b", line_count=3)
-        for capture, numbers in ((first, (1, 2, 3)), (later, (1, 3))):
-            for number in numbers:
-                Lines.objects.create(
-                    capture=capture, line_number=number, raw_line=f'{{"r":{number}}}'
-                )
+        later = lines_capture(apps, [(n, records[n]) for n in (1, 3)], **api, content_hash="b")
 
         migrate()
 
