@@ -160,37 +160,25 @@ def cas(
         raise InvalidTransition(
             f"An execution cannot move from {frm} to {to}.", details={"from": frm, "to": to}
         )
-    assignments, params = [], []
-    for column, value in {"status": to, **values}.items():
+    values = {"status": to, **values}
+    params: list[Any] = []
+    for column, value in values.items():
         if isinstance(value, Sql):
-            assignments.append(f"{column} = {value.expression}")
             params += [_db_value_any(v) for v in value.params]
         else:
-            assignments.append(f"{column} = %s")
             params.append(_db_value(column, value))
-    conditions = ["id = %s", "status = %s"]
     params += [_db_value("id", execution_id), frm]
-    for column, value in (guard or {}).items():
-        conditions.append(f"{column} = %s")
-        params.append(_db_value(column, value))
-    if condition:
-        conditions.append(f"({condition})")
-        params += [_db_value_any(v) for v in condition_params]
-    columns = list(dict.fromkeys(("id", *returning)))  # the event needs the id
-    returned = ", ".join(columns)
-    update = (
-        f"UPDATE {Execution._meta.db_table} SET {', '.join(assignments)} "
-        f"WHERE {' AND '.join(conditions)} RETURNING {returned}"
+    params += [_db_value(column, value) for column, value in (guard or {}).items()]
+    params += [_db_value_any(v) for v in condition_params]
+    assigned = tuple((c, v.expression if isinstance(v, Sql) else None) for c, v in values.items())
+    one_statement = one_statement_writes()
+    update, columns, sql = _cas_sql(
+        assigned, tuple(guard or ()), condition, returning, durable, one_statement
     )
     event = Event(kind, actor, frm, to, data)
     at = _db_value_any(timezone.now())
-    if one_statement_writes():
-        relaxed = "" if durable else f", {relaxed_commit_sql()}"
-        row = run_sql(
-            f"WITH moved AS ({update}), event AS ({event_insert_sql('moved')}) "
-            f"SELECT {returned}{relaxed} FROM moved",
-            [*params, *event.values(at)],
-        )
+    if one_statement:
+        row = run_sql(sql, [*params, *event.values(at)])
         return None if row is None else _pick(columns, row, returning)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(update, params)
@@ -205,7 +193,45 @@ def cas(
     return _pick(columns, row, returning)
 
 
-def _pick(columns: list[str], row: Sequence[Any], wanted: tuple[str, ...]) -> tuple[Any, ...]:
+@functools.lru_cache(maxsize=256)
+def _cas_sql(
+    assigned: tuple[tuple[str, str | None], ...],
+    guarded: tuple[str, ...],
+    condition: str,
+    returning: tuple[str, ...],
+    durable: bool,
+    one_statement: bool,
+) -> tuple[str, tuple[str, ...], str]:
+    """`cas()`'s statements for one shape of call: (the UPDATE, its columns, the one statement).
+
+    `assigned` is each set column with its SQL expression (None: a parameter). A call site's
+    shape never changes, so the text is built once (and, on PostgreSQL, prepared once per
+    connection by `run_sql`); the parameters follow the text's order.
+    """
+    assignments = [f"{c} = {expression or '%s'}" for c, expression in assigned]
+    conditions = ["id = %s", "status = %s", *(f"{c} = %s" for c in guarded)]
+    if condition:
+        conditions.append(f"({condition})")
+    columns = tuple(dict.fromkeys(("id", *returning)))  # the event needs the id
+    returned = ", ".join(columns)
+    update = (
+        f"UPDATE {Execution._meta.db_table} SET {', '.join(assignments)} "
+        f"WHERE {' AND '.join(conditions)} RETURNING {returned}"
+    )
+    if not one_statement:
+        return update, columns, ""
+    relaxed = "" if durable else f", {relaxed_commit_sql()}"
+    return (
+        update,
+        columns,
+        f"WITH moved AS ({update}), event AS ({event_insert_sql('moved')}) "
+        f"SELECT {returned}{relaxed} FROM moved",
+    )
+
+
+def _pick(columns: Sequence[str], row: Sequence[Any], wanted: tuple[str, ...]) -> tuple[Any, ...]:
+    if tuple(columns) == wanted:
+        return tuple(row)
     by_name = dict(zip(columns, row, strict=False))
     return tuple(by_name[c] for c in wanted)
 
@@ -213,7 +239,7 @@ def _pick(columns: list[str], row: Sequence[Any], wanted: tuple[str, ...]) -> tu
 def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
     """`cas()` that returns the changed execution as it is now, or None if nothing changed."""
     fields = Execution._meta.concrete_fields
-    row = cas(execution_id, returning=tuple(str(f.column) for f in fields), **kwargs)
+    row = cas(execution_id, returning=_all_columns(), **kwargs)
     if row is None:
         return None
     if not one_statement_writes():  # SQLite returns text for dates: let the ORM convert
@@ -225,14 +251,26 @@ def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
     return Execution.from_db(connection.alias, [f.attname for f in fields], values)
 
 
+@functools.cache
+def _all_columns() -> tuple[str, ...]:
+    return tuple(str(f.column) for f in Execution._meta.concrete_fields)
+
+
 def _db_value(column: str, value: Any) -> Any:
-    field = cast("Field[Any, Any]", Execution._meta.get_field(column))  # a column: concrete
-    if value is None or (isinstance(value, str | int) and field.get_internal_type() in _AS_IS):
+    field, plain = _column(column)
+    if value is None or (plain and isinstance(value, str | int)):
         return value  # what the field's own conversion would return, without its cost
     return field.get_db_prep_save(value, connection)
 
 
 _AS_IS = {"CharField", "TextField", "PositiveIntegerField", "IntegerField"}
+
+
+@functools.cache
+def _column(column: str) -> tuple["Field[Any, Any]", bool]:
+    """A ledger column's field, and whether its str and int values go to the database as-is."""
+    field = cast("Field[Any, Any]", Execution._meta.get_field(column))  # a column: concrete
+    return field, field.get_internal_type() in _AS_IS
 
 
 def _db_value_any(value: Any) -> Any:
