@@ -1,9 +1,10 @@
 """The dispatcher: the only creator of executions, and the one place that submits them.
 
 API, admin, CLI, scheduler, retries and DLQ replays all call `dispatch()`. A submit to the
-backend happens after the row is committed and inside the `pending -> queued` transition's own
-transaction, so a worker can never claim a row that is not yet `queued`, and a failed send leaves
-the row `pending` for the reconciler: nothing accepted is lost.
+backend happens after the row is committed: the message is sent first, then `pending -> queued`
+is written with its run id. A failed send leaves the row `pending` for the reconciler, and so
+does a process that dies between the two: nothing accepted is lost. A message that reaches a
+worker before its `queued` is written waits for it there (`runner._claim_late`).
 """
 
 import functools
@@ -20,7 +21,7 @@ import structlog
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Count, Exists, JSONField, OuterRef, Q
 from django.utils import timezone
 
@@ -145,10 +146,18 @@ def dispatch(
         Status.PENDING,
         {"trigger_source": trigger_source, "parent": str(parent.id)} if parent else {},
     )
+    # Inside a caller's transaction the submit waits for its commit, and reads the pause then.
+    deferred = connection.in_atomic_block
     try:
-        _insert(execution, created)
+        paused = _insert(execution, created)
         transaction.on_commit(
-            lambda: _submit_pending(execution.id, lane, not_before, Actor.system("dispatcher"))
+            lambda: _submit_pending(
+                execution.id,
+                lane,
+                not_before,
+                Actor.system("dispatcher"),
+                paused=None if deferred else paused,
+            )
         )
     except IntegrityError:
         return _resolve_collision(spec, execution, clean_params)
@@ -179,10 +188,9 @@ def submit(execution_id: UUID | str, *, actor: Actor | None = None) -> bool:
     )
     if row is None:
         return False  # already submitted, or cancelled before the submit ran
-    if row["paused"]:
-        log.info("execution.held", execution_id=str(execution_id), lane=row["lane"])
-        return False
-    return _submit_pending(execution_id, row["lane"], row["not_before"], actor)
+    return _submit_pending(
+        execution_id, row["lane"], row["not_before"], actor, paused=row["paused"]
+    )
 
 
 def requeue(
@@ -297,88 +305,88 @@ def resend(execution_id: UUID | str, *, actor: Actor, reason: str) -> bool:
 
 
 def _submit_pending(
-    execution_id: UUID | str, lane: str, not_before: datetime | None, actor: Actor
+    execution_id: UUID | str,
+    lane: str,
+    not_before: datetime | None,
+    actor: Actor,
+    *,
+    paused: bool | None = None,
 ) -> bool:
-    """`pending -> queued` unless the lane is paused, and the send, in one transaction.
+    """Send a `pending` execution, then record `pending -> queued` with its run id.
 
-    The hot half of every dispatch: the row is locked (which also checks that it is still
-    `pending` and its lane not paused), the message sent, and the compare-and-set writes
-    `queued`, the run id and the event in one statement (see `transitions.cas`). If the send
-    fails the transaction rolls back: the row stays `pending` with a `submit_failed` event and
-    the reconciler submits it later.
+    The hot half of every dispatch: one send and one statement (see `transitions.cas`), no
+    transaction of its own, no lock. `paused` is the lane's pause as the caller read it (None:
+    read it now); a paused lane's work stays `pending`, unsent, until the lane is resumed.
+
+    - The send fails: the row stays `pending` with a `submit_failed` event, and the reconciler
+      submits it later.
+    - The row moved meanwhile (a cancel, another submit): the compare-and-set changes nothing,
+      and the claim drops this message.
+    - The process dies after the send: the row stays `pending`; a worker that got the message
+      waits for `queued` for a while, then drops it, and the reconciler submits the row again.
     """
+    if paused is None:
+        paused = Lane.objects.filter(name=lane, paused=True).exists()
+    if paused:
+        log.info("execution.held", execution_id=str(execution_id), lane=lane)
+        return False
     backend = get_backend()
-    # Only a transaction of its own may be relaxed: inside a caller's, the setting would hold
-    # for the caller's whole transaction (and the message would wait for the caller's commit).
-    own_transaction = not connection.in_atomic_block
     try:
-        with transaction.atomic():
-            if not _lock_pending(execution_id, lane):
-                return False
-            run_id = backend.submit(str(execution_id), lane, _delay_until(not_before))
-            moved = cas(
-                execution_id,
-                frm=Status.PENDING,
-                to=Status.QUEUED,
-                kind="submitted",
-                actor=actor,
-                values={
-                    "backend": backend.name,
-                    "backend_run_id": run_id,
-                    "queued_at": timezone.now(),
-                },
-                # Losing this commit in a database crash leaves the row `pending` with its
-                # message sent: the claim refuses that message and the reconciler submits the
-                # row again. So the commit need not wait for the WAL flush.
-                durable=not own_transaction,
-            )
-            if moved is None:  # only where rows cannot be locked (SQLite): the claim drops it
-                log.info("execution.submit_lost_race", execution_id=str(execution_id))
-                return False
+        run_id = backend.submit(str(execution_id), lane, _delay_until(not_before))
     except Exception as exc:
         _submit_failed(execution_id, backend.name, actor, exc)
         return False
-    return True
-
-
-def _lock_pending(execution_id: UUID | str, lane: str) -> bool:
-    """Lock a `pending` row for its submit; False (and why, in the log) if it is not to be sent.
-
-    A locked row cannot be cancelled or submitted twice until the submit commits, and a worker
-    that got the message early waits for that commit (the runner's claim locks it too).
-    """
-    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update else ""
-    row = run_sql(
-        f"SELECT EXISTS (SELECT 1 FROM {Lane._meta.db_table} l WHERE l.name = e.lane "
-        f"AND l.paused) FROM {Execution._meta.db_table} e WHERE e.id = %s AND e.status = %s" + lock,
-        [Execution._meta.pk.get_db_prep_value(execution_id, connection), Status.PENDING],
-    )
-    if row is None:
-        # Another writer (a cancel, the reconciler, a second submit) moved it first: nothing is
-        # sent, and that is not an error for whoever asked for the submit.
+    in_callers_transaction = connection.in_atomic_block
+    try:
+        moved = cas(
+            execution_id,
+            frm=Status.PENDING,
+            to=Status.QUEUED,
+            kind="submitted",
+            actor=actor,
+            values={
+                "backend": backend.name,
+                "backend_run_id": run_id,
+                "queued_at": timezone.now(),
+            },
+            # Losing this commit in a database crash leaves the row `pending` with its message
+            # sent: the claim drops that message and the reconciler submits the row again. So
+            # the commit need not wait for the WAL flush, unless it is a caller's transaction.
+            durable=in_callers_transaction,
+        )
+    except DatabaseError as exc:
+        if in_callers_transaction:
+            raise  # the caller's transaction is broken: its caller must know
+        # Sent but not recorded (the database went away): the row stays `pending`, accepted.
+        log.warning("execution.submit_unrecorded", execution_id=str(execution_id), error=str(exc))
         return False
-    if row[0]:
-        log.info("execution.held", execution_id=str(execution_id), lane=lane)
+    if moved is None:
+        log.info("execution.submit_lost_race", execution_id=str(execution_id))
         return False
     return True
 
 
 @functools.cache
 def _insert_sql() -> str:
-    """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL."""
+    """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL.
+
+    Its one row says whether the execution's lane (the last parameter) is paused.
+    """
     fields = Execution._meta.local_concrete_fields
     columns = ", ".join(str(f.column) for f in fields)
     placeholders = ", ".join("%s::jsonb" if isinstance(f, JSONField) else "%s" for f in fields)
     return (
         f"WITH made AS (INSERT INTO {Execution._meta.db_table} ({columns}) "
-        f"VALUES ({placeholders}) RETURNING id) {event_insert_sql('made')}"
+        f"VALUES ({placeholders}) RETURNING id), event AS ({event_insert_sql('made')}) "
+        f"SELECT EXISTS (SELECT 1 FROM {Lane._meta.db_table} WHERE name = %s AND paused)"
     )
 
 
-def _insert(execution: Execution, created: Event) -> None:
+def _insert(execution: Execution, created: Event) -> bool:
     """INSERT the execution and its `created` event in one transaction (IntegrityError on a key).
 
-    On PostgreSQL one statement (a data-modifying CTE adds the event), so the create is one
+    Returns whether the execution's lane is paused. On PostgreSQL one statement (a
+    data-modifying CTE adds the event, and the pause is read alongside), so the create is one
     round trip and one commit; the values are the model's own (defaults applied by Django), and
     psycopg adapts them as Django would (JSON goes as text cast to jsonb).
     """
@@ -386,7 +394,7 @@ def _insert(execution: Execution, created: Event) -> None:
         with transaction.atomic():
             execution.save(force_insert=True)
             write_event(execution.id, created)
-        return
+        return Lane.objects.filter(name=execution.lane, paused=True).exists()
     fields = Execution._meta.local_concrete_fields
     values = [
         json.dumps(v, cls=DjangoJSONEncoder) if isinstance(f, JSONField) and v is not None else v
@@ -396,9 +404,12 @@ def _insert(execution: Execution, created: Event) -> None:
     # One statement is its own transaction; inside a caller's, a savepoint keeps a key collision
     # from breaking it.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        run_sql(_insert_sql(), [*values, *created.values(execution.created_at)])
+        row = run_sql(
+            _insert_sql(), [*values, *created.values(execution.created_at), execution.lane]
+        )
     execution._state.adding = False
     execution._state.db = "default"
+    return bool(row and row[0])
 
 
 def _send(

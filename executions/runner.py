@@ -112,27 +112,62 @@ def _claim(execution_id: UUID | str, worker_id: str) -> Execution | None:
     now = timezone.now()
     lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
     actor = Actor.system(RUNNER, data={"worker_id": worker_id})
-    # Almost every claim is one statement. It misses only a message that arrived before the
-    # dispatcher's `pending -> queued` commit (the send happens inside that transaction).
+    # Almost every claim is this one statement.
     execution = _claim_queued(execution_id, worker_id, now, lease, actor)
     if execution is None:
-        with transaction.atomic():
-            # Locking the row waits for that transaction to end; the claim then sees its outcome.
-            if not Execution.objects.select_for_update().filter(pk=execution_id).exists():
-                log.info("execution.claim_refused", execution_id=str(execution_id), why="missing")
-                return None
-            execution = _claim_queued(execution_id, worker_id, now, lease, actor)
-            if execution is None:
-                execution = _take_over(execution_id, worker_id, now, lease, actor)
+        execution, why = _claim_late(execution_id, worker_id, actor)
         if execution is None:
-            log.info("execution.claim_refused", execution_id=str(execution_id))
+            log.info("execution.claim_refused", execution_id=str(execution_id), why=why)
             return None
+        now = timezone.now()
     waited_from = max(filter(None, [execution.queued_at, execution.not_before]), default=None)
     if waited_from is not None:
         metrics.QUEUE_WAIT.labels(execution.lane).observe(
             max(0.0, (now - waited_from).total_seconds())
         )
     return execution
+
+
+# How long a message waits for its execution's `pending -> queued` before it is dropped. The
+# dispatcher writes that right after the send, so the wait is usually a millisecond or two; a
+# dispatcher that died in between leaves the row `pending`, and the reconciler submits it again.
+PENDING_WAIT_SECONDS = 10.0
+
+
+def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
+    """The claim of a message that did not find its execution `queued` and due: (it, or why not).
+
+    - Still `pending`: the dispatcher sends first and writes `queued` after, so the message can
+      arrive first. Wait for that write, polling with a growing pause, up to
+      `PENDING_WAIT_SECONDS`.
+    - Locked by a writer (a retry's requeue sends inside its transaction): locking the row
+      waits for that transaction, and the claim then sees its outcome.
+    - `running` with an expired lease: a dead worker's run, taken over.
+    - Anything else (finished, cancelled, not yet due, a live run): dropped.
+    """
+    deadline = time.monotonic() + PENDING_WAIT_SECONDS
+    pause = 0.001
+    while True:
+        with transaction.atomic():
+            status = (
+                Execution.objects.select_for_update()
+                .filter(pk=execution_id)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status is None:
+                return None, "missing"
+            if status != Status.PENDING:
+                now = timezone.now()
+                lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
+                execution = _claim_queued(execution_id, worker_id, now, lease, actor)
+                if execution is None:
+                    execution = _take_over(execution_id, worker_id, now, lease, actor)
+                return execution, status
+        if time.monotonic() + pause > deadline:
+            return None, "still pending"
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def _claim_queued(execution_id, worker_id, now, lease, actor) -> Execution | None:

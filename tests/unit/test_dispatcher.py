@@ -340,21 +340,26 @@ def test_submit_happens_after_commit(django_capture_on_commit_callbacks, recordi
 
 
 @pytest.mark.django_db
-def test_submit_that_loses_a_race_returns_false_and_sends_nothing(
+def test_submit_that_loses_a_race_returns_false_and_its_message_is_dropped(
     make_execution, recording_backend, monkeypatch
 ):
+    from executions import runner
+
     execution = make_execution()
-    real_lock = dispatcher._lock_pending
+    real_submit = recording_backend.submit
 
     def cancelled_meanwhile(*args, **kwargs):
-        # A concurrent cancel lands between the submit's read and its lock of the row.
+        # A concurrent cancel lands between the submit's read of the row and its send.
         Execution.objects.filter(pk=execution.pk).update(status=Status.CANCELLED)
-        return real_lock(*args, **kwargs)
+        return real_submit(*args, **kwargs)
 
-    monkeypatch.setattr(dispatcher, "_lock_pending", cancelled_meanwhile)
+    monkeypatch.setattr(recording_backend, "submit", cancelled_meanwhile)
 
     assert dispatcher.submit(execution.id) is False
 
     execution.refresh_from_db()
-    assert execution.status == Status.CANCELLED
-    assert recording_backend.submitted == []
+    assert (execution.status, execution.backend_run_id) == (Status.CANCELLED, "")
+    assert list(execution.events.values_list("kind", flat=True)) == ["created"]
+    assert recording_backend.submitted == [(str(execution.id), "normal", 0.0)]
+    assert runner.run_execution(execution.id) is None  # the claim drops the stray message
+    assert Execution.objects.get(pk=execution.pk).status == Status.CANCELLED

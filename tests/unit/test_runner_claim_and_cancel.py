@@ -1,4 +1,4 @@
-"""The runner against concurrent writers: a claim racing the queuing commit, a stubborn handler."""
+"""The runner against concurrent writers: a claim racing the queuing write, a stubborn handler."""
 
 import threading
 import time
@@ -48,6 +48,60 @@ def test_claim_waits_for_the_transaction_that_queues_the_row(
         .values_list("kind", flat=True)
     )
     assert kinds == ["created", "submitted", "submitted", "started"]
+
+
+@pytest.mark.postgres
+def test_a_message_that_arrives_before_its_submit_is_recorded_waits_for_it(
+    transactional_db, postgres, make_execution, recording_backend
+):
+    # The dispatcher sends first and records `pending -> queued` after: a worker can get the
+    # message while the row is still pending.
+    execution = make_execution(params={"seconds": 0})
+    Execution.objects.filter(pk=execution.pk).update(status=Status.PENDING)  # undo the submit
+
+    def dispatcher_recording_its_send_late():
+        try:
+            time.sleep(0.5)
+            transition(execution.id, frm="pending", to="queued", kind="submitted", actor=Actor("t"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=dispatcher_recording_its_send_late)
+    thread.start()
+    started = time.monotonic()
+    claimed = runner._claim(execution.id, "host:1:worker")
+    waited = time.monotonic() - started
+    thread.join()
+
+    assert claimed is not None
+    assert (claimed.status, claimed.attempt, claimed.worker_id) == ("running", 1, "host:1:worker")
+    assert 0.5 <= waited < 2
+    kinds = list(
+        ExecutionEvent.objects.filter(execution=execution)
+        .order_by("id")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == ["created", "submitted", "submitted", "started"]
+
+
+@pytest.mark.django_db
+def test_a_message_whose_execution_stays_pending_is_dropped_after_a_bounded_wait(
+    make_execution, monkeypatch
+):
+    # The dispatcher died between its send and recording it: the row stays pending, and the
+    # reconciler submits it again later.
+    monkeypatch.setattr(runner, "PENDING_WAIT_SECONDS", 0.3)
+    execution = make_execution(params={"seconds": 0})
+    events = ExecutionEvent.objects.filter(execution=execution).count()
+
+    started = time.monotonic()
+    assert runner.run_execution(execution.id, worker_id="host:1:worker") is None
+    waited = time.monotonic() - started
+
+    assert 0.1 <= waited < 1
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.status, row.attempt, row.worker_id) == (Status.PENDING, 0, "")
+    assert ExecutionEvent.objects.filter(execution=execution).count() == events
 
 
 @pytest.fixture
