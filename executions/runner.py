@@ -145,7 +145,8 @@ def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
     - `running` with an expired lease: a dead worker's run, taken over.
     - Anything else (finished, cancelled, not yet due, a live run): dropped.
     """
-    deadline = time.monotonic() + PENDING_WAIT_SECONDS
+    started = time.monotonic()
+    deadline = started + PENDING_WAIT_SECONDS
     pause = 0.001
     while True:
         with transaction.atomic():
@@ -158,6 +159,12 @@ def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
             if status is None:
                 return None, "missing"
             if status != Status.PENDING:
+                if pause > 0.001:
+                    log.info(
+                        "execution.claim_waited",
+                        execution_id=str(execution_id),
+                        waited_ms=round((time.monotonic() - started) * 1000, 1),
+                    )
                 now = timezone.now()
                 lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
                 execution = _claim_queued(execution_id, worker_id, now, lease, actor)
