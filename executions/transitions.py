@@ -231,7 +231,7 @@ def _cas_sql(
 
 def _pick(columns: Sequence[str], row: Sequence[Any], wanted: tuple[str, ...]) -> tuple[Any, ...]:
     if tuple(columns) == wanted:
-        return tuple(row)
+        return tuple(row[: len(wanted)])  # a relaxed commit's setting follows the columns
     by_name = dict(zip(columns, row, strict=False))
     return tuple(by_name[c] for c in wanted)
 

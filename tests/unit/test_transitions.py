@@ -121,3 +121,32 @@ def test_terminal_statuses_never_change(make_execution, actor):
                 transition(execution.id, to=to, kind="test", actor=actor)
         execution.refresh_from_db()
         assert execution.status == terminal
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_cas_returns_exactly_the_columns_asked_for(make_execution, actor, durable):
+    from executions.transitions import cas, cas_fetch
+
+    execution = make_execution()  # pending: a db test never commits, so nothing submitted it
+    queued = cas(
+        execution.id,
+        frm=Status.PENDING,
+        to=Status.QUEUED,
+        kind="submitted",
+        actor=actor,
+        values={"backend_run_id": "run-1"},
+        returning=("id", "status", "backend_run_id"),
+        durable=durable,
+    )
+    assert queued == (execution.id, Status.QUEUED, "run-1")
+    running = cas_fetch(
+        execution.id,
+        frm=Status.QUEUED,
+        to=Status.RUNNING,
+        kind="started",
+        actor=actor,
+        values={"worker_id": "w"},
+        durable=durable,
+    )
+    assert (running.pk, running.status, running.worker_id) == (execution.id, Status.RUNNING, "w")
+    assert running.backend_run_id == "run-1"
