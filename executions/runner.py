@@ -225,6 +225,10 @@ def _claim_as(execution_id, worker_id, now, lease, actor, *, frm, kind, conditio
         },
         condition=condition,
         condition_params=(now,),
+        # A database crash can forget this commit, leaving the row `queued` (its message
+        # consumed): the run's finish is then refused and the reconciler sends the row again,
+        # at least once as always. The finish is durable, and flushes this claim with it.
+        durable=False,
     )
 
 
