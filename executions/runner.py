@@ -137,44 +137,41 @@ PENDING_WAIT_SECONDS = 10.0
 def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
     """The claim of a message that did not find its execution `queued` and due: (it, or why not).
 
-    - Still `pending`: the dispatcher sends first and writes `queued` after, so the message can
-      arrive first. Wait for that write, polling with a growing pause, up to
-      `PENDING_WAIT_SECONDS`.
+    - Still `pending`: the dispatcher sends first and writes `queued` right after, so a message
+      can arrive first (with RabbitMQ, which pushes to an idle worker at once, most do). Poll
+      for that write with a growing pause, up to `PENDING_WAIT_SECONDS`, then claim.
     - Locked by a writer (a retry's requeue sends inside its transaction): locking the row
       waits for that transaction, and the claim then sees its outcome.
     - `running` with an expired lease: a dead worker's run, taken over.
     - Anything else (finished, cancelled, not yet due, a live run): dropped.
     """
     started = time.monotonic()
-    deadline = started + PENDING_WAIT_SECONDS
-    pause = 0.001
-    while True:
-        with transaction.atomic():
-            status = (
-                Execution.objects.select_for_update()
-                .filter(pk=execution_id)
-                .values_list("status", flat=True)
-                .first()
-            )
-            if status is None:
-                return None, "missing"
-            if status != Status.PENDING:
-                if pause > 0.001:
-                    log.info(
-                        "execution.claim_waited",
-                        execution_id=str(execution_id),
-                        waited_ms=round((time.monotonic() - started) * 1000, 1),
-                    )
-                now = timezone.now()
-                lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
-                execution = _claim_queued(execution_id, worker_id, now, lease, actor)
-                if execution is None:
-                    execution = _take_over(execution_id, worker_id, now, lease, actor)
-                return execution, status
-        if time.monotonic() + pause > deadline:
+    pause = 0.0005
+    rows = Execution.objects.filter(pk=execution_id)
+    while (status := rows.values_list("status", flat=True).first()) == Status.PENDING:
+        if time.monotonic() + pause > started + PENDING_WAIT_SECONDS:
             return None, "still pending"
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
+    if status is None:
+        return None, "missing"
+    if pause > 0.0005:
+        waited_ms = round((time.monotonic() - started) * 1000, 1)
+        log.info("execution.claim_waited", execution_id=str(execution_id), waited_ms=waited_ms)
+    if status == Status.QUEUED:  # the usual end of a wait: the dispatcher's write landed
+        now = timezone.now()
+        lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
+        execution = _claim_queued(execution_id, worker_id, now, lease, actor)
+        if execution is not None:
+            return execution, status
+    with transaction.atomic():
+        status = rows.select_for_update().values_list("status", flat=True).first() or "missing"
+        now = timezone.now()
+        lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
+        execution = _claim_queued(execution_id, worker_id, now, lease, actor)
+        if execution is None:
+            execution = _take_over(execution_id, worker_id, now, lease, actor)
+    return execution, status
 
 
 def _claim_queued(execution_id, worker_id, now, lease, actor) -> Execution | None:
