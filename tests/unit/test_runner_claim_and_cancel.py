@@ -194,3 +194,24 @@ def test_monitors_start_at_once_on_daemon_threads_and_reuse_them():
     pool.submit(watch)  # a later run reuses an idle thread
     assert started.acquire(timeout=5)
     assert len(set(names)) == 5
+
+
+def test_a_monitor_gets_a_thread_only_if_its_run_outlasts_the_first_check(monkeypatch):
+    handed = []
+    monkeypatch.setattr(runner._MONITORS, "submit", lambda task: handed.append(task))
+    timer = runner._MonitorTimer()
+
+    def monitor():
+        ctx = runner.RunContext(
+            execution_id=None, pipeline="p", attempt=1, max_attempts=1, deadline=None, logger=None
+        )
+        return runner._Monitor(ctx, "w", threading.get_ident(), timeout=60)
+
+    quick, slow = monitor(), monitor()
+    timer.schedule(quick, time.monotonic() + 0.2)
+    timer.schedule(slow, time.monotonic() + 0.2)
+    quick.disarm()  # this run ended before its first check was due
+    time.sleep(0.5)
+
+    assert handed == [slow.run]
+    assert timer._heap == []
