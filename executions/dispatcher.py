@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from executions import metrics
 from executions.backends import get_backend
+from executions.backends.base import Backend
 from executions.errors import (
     BackpressureRejected,
     IdempotencyConflict,
@@ -146,18 +147,10 @@ def dispatch(
         Status.PENDING,
         {"trigger_source": trigger_source, "parent": str(parent.id)} if parent else {},
     )
-    # Inside a caller's transaction the submit waits for its commit, and reads the pause then.
-    deferred = connection.in_atomic_block
     try:
-        paused = _insert(execution, created)
+        _insert(execution, created)
         transaction.on_commit(
-            lambda: _submit_pending(
-                execution.id,
-                lane,
-                not_before,
-                Actor.system("dispatcher"),
-                paused=None if deferred else paused,
-            )
+            lambda: _submit_pending(execution.id, lane, not_before, Actor.system("dispatcher"))
         )
     except IntegrityError:
         return _resolve_collision(spec, execution, clean_params)
@@ -314,19 +307,24 @@ def _submit_pending(
 ) -> bool:
     """Send a `pending` execution, then record `pending -> queued` with its run id.
 
-    The hot half of every dispatch: one send and one statement (see `transitions.cas`), no
-    transaction of its own, no lock. `paused` is the lane's pause as the caller read it (None:
-    read it now); a paused lane's work stays `pending`, unsent, until the lane is resumed.
+    The hot half of every dispatch: a read of the lane's pause, one send and one statement (see
+    `transitions.cas`), with no transaction of its own and no lock. `paused` is the pause as the
+    caller read it after the row was committed (None: read it now). Read any earlier, a resume
+    that lists the lane's `pending` rows between that read and the row's commit would miss the
+    row, and a pause committed in between would not hold it. A paused lane's work stays
+    `pending`, unsent, until the lane is resumed. Inside a caller's transaction the write is
+    part of it: a worker that gets the message first waits for that transaction to end
+    (`transitions.settled_status`).
 
     - The send fails: the row stays `pending` with a `submit_failed` event, and the reconciler
       submits it later.
     - The row moved meanwhile (a cancel, another submit): the compare-and-set changes nothing,
-      and the claim drops this message.
+      and the message is withdrawn where the backend can (the claim would drop it anyway).
     - The process dies after the send: the row stays `pending`; a worker that got the message
       waits for `queued` for a while, then drops it, and the reconciler submits the row again.
     """
     if paused is None:
-        paused = Lane.objects.filter(name=lane, paused=True).exists()
+        paused = _lane_paused(lane)
     if paused:
         log.info("execution.held", execution_id=str(execution_id), lane=lane)
         return False
@@ -361,32 +359,45 @@ def _submit_pending(
         log.warning("execution.submit_unrecorded", execution_id=str(execution_id), error=str(exc))
         return False
     if moved is None:
-        log.info("execution.submit_lost_race", execution_id=str(execution_id))
+        log.info("execution.submit_lost_race", execution_id=str(execution_id), run_id=run_id)
+        _withdraw(backend, execution_id, run_id)
         return False
     return True
 
 
+def _lane_paused(lane: str) -> bool:
+    """Whether `lane` is paused, read now (a hot statement: one per dispatch)."""
+    row = run_sql(
+        f"SELECT EXISTS (SELECT 1 FROM {Lane._meta.db_table} WHERE name = %s AND paused)",
+        [lane],
+    )
+    return bool(row and row[0])
+
+
+def _withdraw(backend: Backend, execution_id: UUID | str, run_id: str) -> None:
+    """Withdraw a message the ledger will not account for; best effort (claims drop it anyway)."""
+    try:
+        backend.cancel(str(execution_id), run_id)
+    except Exception as exc:
+        log.warning("execution.withdraw_failed", execution_id=str(execution_id), error=str(exc))
+
+
 @functools.cache
 def _insert_sql() -> str:
-    """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL.
-
-    Its one row says whether the execution's lane (the last parameter) is paused.
-    """
+    """The execution's INSERT (all columns, as the values list) with its event, PostgreSQL."""
     fields = Execution._meta.local_concrete_fields
     columns = ", ".join(str(f.column) for f in fields)
     placeholders = ", ".join("%s::jsonb" if isinstance(f, JSONField) else "%s" for f in fields)
     return (
         f"WITH made AS (INSERT INTO {Execution._meta.db_table} ({columns}) "
-        f"VALUES ({placeholders}) RETURNING id), event AS ({event_insert_sql('made')}) "
-        f"SELECT EXISTS (SELECT 1 FROM {Lane._meta.db_table} WHERE name = %s AND paused)"
+        f"VALUES ({placeholders}) RETURNING id) {event_insert_sql('made')}"
     )
 
 
-def _insert(execution: Execution, created: Event) -> bool:
+def _insert(execution: Execution, created: Event) -> None:
     """INSERT the execution and its `created` event in one transaction (IntegrityError on a key).
 
-    Returns whether the execution's lane is paused. On PostgreSQL one statement (a
-    data-modifying CTE adds the event, and the pause is read alongside), so the create is one
+    On PostgreSQL one statement (a data-modifying CTE adds the event), so the create is one
     round trip and one commit; the values are the model's own (defaults applied by Django), and
     psycopg adapts them as Django would (JSON goes as text cast to jsonb).
     """
@@ -394,7 +405,7 @@ def _insert(execution: Execution, created: Event) -> bool:
         with transaction.atomic():
             execution.save(force_insert=True)
             write_event(execution.id, created)
-        return Lane.objects.filter(name=execution.lane, paused=True).exists()
+        return
     fields = Execution._meta.local_concrete_fields
     values = [
         json.dumps(v, cls=DjangoJSONEncoder) if isinstance(f, JSONField) and v is not None else v
@@ -404,12 +415,9 @@ def _insert(execution: Execution, created: Event) -> bool:
     # One statement is its own transaction; inside a caller's, a savepoint keeps a key collision
     # from breaking it.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        row = run_sql(
-            _insert_sql(), [*values, *created.values(execution.created_at), execution.lane]
-        )
+        run_sql(_insert_sql(), [*values, *created.values(execution.created_at)])
     execution._state.adding = False
     execution._state.db = "default"
-    return bool(row and row[0])
 
 
 def _send(

@@ -43,7 +43,15 @@ from executions.errors import (
 from executions.models import Execution, Status
 from executions.registry import PipelineSpec, registry
 from executions.signals import execution_dead_lettered
-from executions.transitions import Actor, Sql, cas, cas_fetch, renew_lease, transition
+from executions.transitions import (
+    Actor,
+    Sql,
+    cas,
+    cas_fetch,
+    renew_lease,
+    settled_status,
+    transition,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -139,18 +147,19 @@ PENDING_WAIT_SECONDS = 10.0
 def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
     """The claim of a message that did not find its execution `queued` and due: (it, or why not).
 
+    The status is read once no writer holds the row (`transitions.settled_status`), so a
+    message sent inside a transaction (a retry's requeue, a submit in a caller's transaction)
+    waits for that transaction's end. Then:
+
     - Still `pending`: the dispatcher sends first and writes `queued` right after, so a message
       can arrive first (with RabbitMQ, which pushes to an idle worker at once, most do). Poll
       for that write with a growing pause, up to `PENDING_WAIT_SECONDS`, then claim.
-    - Locked by a writer (a retry's requeue sends inside its transaction): locking the row
-      waits for that transaction, and the claim then sees its outcome.
     - `running` with an expired lease: a dead worker's run, taken over.
-    - Anything else (finished, cancelled, not yet due, a live run): dropped.
+    - Anything else (finished, cancelled, not yet due, claimed by another worker): dropped.
     """
     started = time.monotonic()
     pause = 0.0005
-    rows = Execution.objects.filter(pk=execution_id)
-    while (status := rows.values_list("status", flat=True).first()) == Status.PENDING:
+    while (status := settled_status(execution_id)) == Status.PENDING:
         if time.monotonic() + pause > started + PENDING_WAIT_SECONDS:
             return None, "still pending"
         time.sleep(pause)
@@ -160,20 +169,13 @@ def _claim_late(execution_id, worker_id, actor) -> tuple[Execution | None, str]:
     if pause > 0.0005:
         waited_ms = round((time.monotonic() - started) * 1000, 1)
         log.info("execution.claim_waited", execution_id=str(execution_id), waited_ms=waited_ms)
-    if status == Status.QUEUED:  # the usual end of a wait: the dispatcher's write landed
-        now = timezone.now()
-        lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
-        execution = _claim_queued(execution_id, worker_id, now, lease, actor)
-        if execution is not None:
-            return execution, status
-    with transaction.atomic():
-        status = rows.select_for_update().values_list("status", flat=True).first() or "missing"
-        now = timezone.now()
-        lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
-        execution = _claim_queued(execution_id, worker_id, now, lease, actor)
-        if execution is None:
-            execution = _take_over(execution_id, worker_id, now, lease, actor)
-    return execution, status
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.SPINE_LEASE_SECONDS)
+    if status == Status.QUEUED:
+        return _claim_queued(execution_id, worker_id, now, lease, actor), status
+    if status == Status.RUNNING:
+        return _take_over(execution_id, worker_id, now, lease, actor), status
+    return None, status
 
 
 def _claim_queued(execution_id, worker_id, now, lease, actor) -> Execution | None:
@@ -224,10 +226,6 @@ def _claim_as(execution_id, worker_id, now, lease, actor, *, frm, kind, conditio
         },
         condition=condition,
         condition_params=(now,),
-        # A database crash can forget this commit, leaving the row `queued` (its message
-        # consumed): the run's finish is then refused and the reconciler sends the row again,
-        # at least once as always. The finish is durable, and flushes this claim with it.
-        durable=False,
     )
 
 

@@ -312,6 +312,21 @@ def renew_lease(execution_id: UUID | str, *, worker_id: str, attempt: int, **fie
     )
 
 
+def settled_status(execution_id: UUID | str) -> str | None:
+    """An execution's status once no open transaction is changing its row (None: no such row).
+
+    On PostgreSQL a share lock on the row waits for such a writer (a retry's requeue, a caller's
+    transaction that submitted), so the status read is the one it committed; it is released as
+    the statement ends. SQLite has one writer at a time.
+    """
+    lock = " FOR SHARE" if connection.features.has_select_for_update else ""
+    row = run_sql(
+        f"SELECT status FROM {Execution._meta.db_table} WHERE id = %s{lock}",
+        [_db_value("id", execution_id)],
+    )
+    return None if row is None else str(row[0])
+
+
 def _current_status(execution_id: UUID | str) -> str:
     status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
     if status is None:

@@ -1,4 +1,5 @@
-"""A resume that races a retry being held on a paused lane still sends that retry (PostgreSQL).
+"""Pause and resume racing a held retry or a dispatch: nothing waits unsent on a running lane,
+and nothing is sent on a paused one (PostgreSQL).
 
 The retry reads the pause under a share lock on the lane's row, so a resume (which updates that
 row) waits for the retry's commit and then finds the held row. Without the lock the resume could
@@ -10,7 +11,7 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from executions import dispatcher, services
 from executions.models import Execution, Status
@@ -54,3 +55,73 @@ def test_a_resume_during_a_held_retry_sends_it(postgres, make_execution, recordi
         -2:
     ] == ["retry_scheduled", "resubmitted"]
     assert execution.events.get(kind="retry_scheduled").data["held"] == "lane paused"
+
+
+class _Rollback(Exception):
+    pass
+
+
+def dispatch_while_the_lane_changes(change_lane) -> Execution:
+    """Dispatch while `change_lane()` commits in the middle of the dispatch's create.
+
+    A first transaction holds an idempotency key uncommitted, so a second dispatch of that key
+    waits inside its INSERT; the lane changes meanwhile; then the first rolls back and the
+    second's INSERT goes through. Returns the second dispatch's execution, as it is now.
+    """
+    inserted, release, result = threading.Event(), threading.Event(), {}
+
+    def hold_the_key():
+        try:
+            with transaction.atomic():
+                dispatcher.dispatch(
+                    "diagnostics.sleep", {"seconds": 0}, trigger_source="api", idempotency_key="K"
+                )
+                inserted.set()
+                release.wait(10)
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            connection.close()
+
+    def dispatch_the_key():
+        try:
+            result["dispatched"] = dispatcher.dispatch(
+                "diagnostics.sleep", {"seconds": 0}, trigger_source="api", idempotency_key="K"
+            )
+        finally:
+            connection.close()
+
+    holder, waiter = (
+        threading.Thread(target=hold_the_key),
+        threading.Thread(target=dispatch_the_key),
+    )
+    holder.start()
+    assert inserted.wait(5)
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive()  # its INSERT waits for the held key
+    change_lane()
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    return Execution.objects.get(pk=result["dispatched"].execution.pk)
+
+
+def test_a_resume_during_a_dispatch_still_sends_it(postgres, recording_backend, actor):
+    # The pause is read after the row is committed: a resume that listed the lane's pending rows
+    # before that commit is then seen as resumed.
+    services.set_lane_paused("normal", True, actor=actor)
+    execution = dispatch_while_the_lane_changes(
+        lambda: services.set_lane_paused("normal", False, actor=actor)
+    )
+    assert execution.status == Status.QUEUED
+    assert recording_backend.submitted == [(str(execution.id), "normal", 0.0)]
+
+
+def test_a_pause_during_a_dispatch_holds_it(postgres, recording_backend, actor):
+    execution = dispatch_while_the_lane_changes(
+        lambda: services.set_lane_paused("normal", True, actor=actor)
+    )
+    assert execution.status == Status.PENDING
+    assert recording_backend.submitted == []

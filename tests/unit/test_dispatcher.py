@@ -354,6 +354,8 @@ def test_submit_that_loses_a_race_returns_false_and_its_message_is_dropped(
         return real_submit(*args, **kwargs)
 
     monkeypatch.setattr(recording_backend, "submit", cancelled_meanwhile)
+    withdrawn = []
+    monkeypatch.setattr(recording_backend, "cancel", lambda *args: withdrawn.append(args))
 
     assert dispatcher.submit(execution.id) is False
 
@@ -361,5 +363,6 @@ def test_submit_that_loses_a_race_returns_false_and_its_message_is_dropped(
     assert (execution.status, execution.backend_run_id) == (Status.CANCELLED, "")
     assert list(execution.events.values_list("kind", flat=True)) == ["created"]
     assert recording_backend.submitted == [(str(execution.id), "normal", 0.0)]
-    assert runner.run_execution(execution.id) is None  # the claim drops the stray message
+    assert withdrawn == [(str(execution.id), "run-1")]  # the stray message, where it can be
+    assert runner.run_execution(execution.id) is None  # and else the claim drops it
     assert Execution.objects.get(pk=execution.pk).status == Status.CANCELLED

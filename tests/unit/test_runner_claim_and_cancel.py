@@ -159,7 +159,7 @@ def test_a_submit_inside_a_callers_transaction_leaves_its_commit_durable(
         assert dispatcher.submit(execution.id) is True
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
-            # the relaxed commit is for a submit's own transaction only, never the caller's
+            # the relaxed commit is for a submit's own statement only, never the caller's
             assert cursor.fetchone()[0] == "on"
     assert Execution.objects.get(pk=execution.pk).status == Status.QUEUED
 

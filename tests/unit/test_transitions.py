@@ -1,6 +1,7 @@
 """The state machine: every allowed transition applies with its event; every other is refused."""
 
 import itertools
+from uuid import UUID
 
 import pytest
 
@@ -138,7 +139,8 @@ def test_cas_returns_exactly_the_columns_asked_for(make_execution, actor, durabl
         returning=("id", "status", "backend_run_id"),
         durable=durable,
     )
-    assert queued == (execution.id, Status.QUEUED, "run-1")
+    # as the database gives them: a UUID on PostgreSQL, its hex on SQLite
+    assert (UUID(str(queued[0])), *queued[1:]) == (execution.id, Status.QUEUED, "run-1")
     running = cas_fetch(
         execution.id,
         frm=Status.QUEUED,
