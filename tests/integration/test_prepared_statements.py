@@ -6,7 +6,7 @@ Django opens psycopg connections with preparing disabled, which had silently tur
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from executions import runner
 from executions.models import Execution, Status
@@ -109,3 +109,20 @@ def test_hot_statements_are_counted_and_timed_like_djangos_own(postgres):
     with pytest.raises(Exception, match="no_such_table"):
         run_sql("SELECT * FROM no_such_table WHERE id = %s", [1])
     assert samples() == (before[0] + 2, before[1] + 2, before[2] + 1)
+
+
+def test_hot_statements_keep_one_cursor_per_connection(transactional_db, postgres):
+    from executions.transitions import _hot_cursor, run_sql
+
+    assert run_sql("SELECT 1 + %s", [1]) == (2,)
+    first = _hot_cursor(connection)
+    assert run_sql("SELECT 2 + %s", [1]) == (3,)
+    assert _hot_cursor(connection) is first
+    with pytest.raises(Exception, match="no_such_table"), transaction.atomic():
+        run_sql("SELECT * FROM no_such_table WHERE id = %s", [1])
+    assert run_sql("SELECT 3 + %s", [1]) == (4,)  # a failed statement leaves it usable
+
+    connection.close()  # a new connection (as after a reconnect) gets a cursor of its own
+    assert run_sql("SELECT 4 + %s", [1]) == (5,)
+    assert _hot_cursor(connection) is not first
+    assert _hot_cursor(connection).connection is connection.connection
