@@ -260,6 +260,10 @@ def _db_value(column: str, value: Any) -> Any:
     field, plain = _column(column)
     if value is None or (plain and isinstance(value, str | int)):
         return value  # what the field's own conversion would return, without its cost
+    if (isinstance(value, UUID) or (isinstance(value, datetime) and value.tzinfo)) and (
+        one_statement_writes()
+    ):
+        return value  # the same: on PostgreSQL Django leaves these as they are for psycopg
     return field.get_db_prep_save(value, connection)
 
 
