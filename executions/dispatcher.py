@@ -26,8 +26,7 @@ from django.db.models import Count, Exists, JSONField, OuterRef, Q
 from django.utils import timezone
 
 from executions import metrics
-from executions.backends import get_backend
-from executions.backends.base import Backend
+from executions.backends import get_backend, withdraw
 from executions.errors import (
     BackpressureRejected,
     IdempotencyConflict,
@@ -360,7 +359,7 @@ def _submit_pending(
         return False
     if moved is None:
         log.info("execution.submit_lost_race", execution_id=str(execution_id), run_id=run_id)
-        _withdraw(backend, execution_id, run_id)
+        withdraw(backend, str(execution_id), run_id)  # the claim would drop it anyway
         return False
     return True
 
@@ -372,14 +371,6 @@ def _lane_paused(lane: str) -> bool:
         [lane],
     )
     return bool(row and row[0])
-
-
-def _withdraw(backend: Backend, execution_id: UUID | str, run_id: str) -> None:
-    """Withdraw a message the ledger will not account for; best effort (claims drop it anyway)."""
-    try:
-        backend.cancel(str(execution_id), run_id)
-    except Exception as exc:
-        log.warning("execution.withdraw_failed", execution_id=str(execution_id), error=str(exc))
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions import dispatcher, metrics
-from executions.backends import get_backend
+from executions.backends import get_backend, withdraw
 from executions.dispatcher import DispatchResult
 from executions.errors import ExecutionNotFound, InvalidLane, InvalidTransition
 from executions.models import (
@@ -147,7 +147,4 @@ def set_lane_paused(lane: str, paused: bool, *, actor: Actor) -> Lane:
 
 
 def _withdraw(execution_id: str, backend_run_id: str) -> None:
-    try:
-        get_backend().cancel(execution_id, backend_run_id)
-    except Exception as exc:  # best effort: the runner drops a cancelled execution anyway
-        log.warning("execution.withdraw_failed", execution_id=execution_id, error=str(exc))
+    withdraw(get_backend(), execution_id, backend_run_id)

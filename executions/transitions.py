@@ -431,26 +431,33 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     try:
         with db.wrap_database_errors:  # psycopg's errors leave as Django's
             try:
-                cursor = _hot_cursor(db)
-                try:
-                    cursor.execute(sql, params, prepare=prepare)
-                except psycopg.errors.FeatureNotSupported as exc:
-                    if not (prepare and _stale_plan(exc)) or db.in_atomic_block:
-                        raise  # in a transaction, its rollback makes psycopg prepare again
-                    # Outside a transaction nothing rolls back, so psycopg would keep sending
-                    # the stale statement on every call of this connection's life. DEALLOCATE
-                    # ALL drops them on the server, and psycopg forgets its own on seeing it;
-                    # then once more.
-                    cursor.execute("DEALLOCATE ALL")
-                    cursor.execute(sql, params, prepare=True)
-                result = cursor.pgresult
-                rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
-                return cursor.fetchone() if rows else None
+                cursor = _execute(db, sql, params, prepare)
             except Exception as exc:  # counted by psycopg's type, as django-prometheus does
                 errors_total.labels(**labels, type=type(exc).__name__).inc()
                 raise
+            result = cursor.pgresult
+            rows = result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+            return cursor.fetchone() if rows else None
     finally:
         duration.observe(time.perf_counter() - started)
+
+
+def _execute(db: Any, sql: str, params: Sequence[Any], prepare: bool) -> Any:
+    """Run `sql` on `db`'s kept cursor (`_hot_cursor`), preparing again a plan gone stale."""
+    import psycopg
+
+    cursor = _hot_cursor(db)
+    try:
+        cursor.execute(sql, params, prepare=prepare)
+    except psycopg.errors.FeatureNotSupported as exc:
+        if not (prepare and _stale_plan(exc)) or db.in_atomic_block:
+            raise  # in a transaction, its rollback makes psycopg prepare again
+        # Outside a transaction nothing rolls back, so psycopg would keep sending the stale
+        # statement on every call of this connection's life. DEALLOCATE ALL drops them on the
+        # server, and psycopg forgets its own on seeing it; then once more.
+        cursor.execute("DEALLOCATE ALL")
+        cursor.execute(sql, params, prepare=True)
+    return cursor
 
 
 def _hot_cursor(db: Any) -> Any:

@@ -8,10 +8,13 @@ import inspect
 from importlib import import_module
 from importlib.metadata import entry_points
 
+import structlog
 from django.conf import settings
 
 from executions.backends.base import Backend
 from executions.errors import BackendUnavailable
+
+log = structlog.get_logger(__name__)
 
 ENTRY_POINT_GROUP = "market_spine.backends"
 
@@ -79,3 +82,14 @@ def check_interface(backend: object) -> None:
 def get_backend() -> Backend:
     """The process-wide backend selected by `SPINE_BACKEND`."""
     return load_backend(settings.SPINE_BACKEND)
+
+
+def withdraw(backend: Backend, execution_id: str, backend_run_id: str) -> None:
+    """Withdraw a submitted run where the backend still holds it; best effort, never raises.
+
+    A message left behind is harmless: the runner's claim drops a run that is not `queued`.
+    """
+    try:
+        backend.cancel(execution_id, backend_run_id)
+    except Exception as exc:
+        log.warning("execution.withdraw_failed", execution_id=execution_id, error=str(exc))
