@@ -1,4 +1,4 @@
-"""Land a week's source lines raw, then normalize them with set-based SQL (SPEC §5).
+"""Land a week's source lines raw, then normalize them with `COPY` and set-based SQL (SPEC §5).
 
 Two passes over the lines, in the ingest's transaction (a failure leaves every table as it was):
 
@@ -7,34 +7,48 @@ Two passes over the lines, in the ingest's transaction (a failure leaves every t
    psycopg 3 `COPY` on PostgreSQL (inserts on SQLite). A source whose bytes hash like a capture
    already landed for the same tier, week, venue type and name is rolled back to a savepoint: it
    was landed before.
-2. `normalize`: the parser's staging rows go into a temporary table, the same way; from there
-   set-based statements mark duplicates, then bring the normalized venue-week rows in line with
-   the source (rows it no longer has removed, changed values updated, new rows inserted) and so
-   the rejected rows. Re-running a source changes nothing.
+2. `normalize`, one of two ways:
+   - fresh (PostgreSQL, a tier-week and venue type with no normalized rows yet: a new week):
+     the parser's valid rows are copied straight into `otc_trades` as they are parsed, and its
+     rejects (held in memory, at most `FRESH_REJECTS`) into `otc_rejected_rows` afterwards. A
+     duplicate symbol and MPID (the unique constraint stops the `COPY`) or more rejects undo it
+     to a savepoint, and the source is read again the staged way.
+   - staged (SQLite, a week loaded before, or what the fresh way gave up): the parser's rows go
+     into a temporary table; from there set-based statements mark duplicates, then bring the
+     normalized venue-week rows in line with the source (rows it no longer has removed, changed
+     values updated, new rows inserted) and so the rejected rows. Re-running a source changes
+     nothing.
 
 Where the time goes on PostgreSQL (1M lines, issue 8; the README's Performance section has the
-measurements): inserting into `otc_trades`, which is the upkeep of its four indexes (12 to 13 s
-of 29 on the 2-core VM of 2026-11-22), then parsing in Python, then the metrics.
-Landing raw takes less than a bare `COPY` of the file, as blocks. Plain inserts behind
-anti-joins replaced `ON CONFLICT`, and the stage is hash-joined rather than indexed.
+measurements): the upkeep of `otc_trades`' four indexes, which the fresh way runs on
+PostgreSQL's core while Python parses on the other (staged, the insert from the stage took
+9 to 10 s of a 21 s week on the VM of 2026-12-05, after the parse; fresh, the whole
+normalizing took 6.5 s), then the metrics. Landing raw takes less than a bare `COPY` of the
+file, as blocks. Plain inserts behind anti-joins replaced `ON CONFLICT`, and the stage is
+hash-joined rather than indexed.
 """
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import groupby, islice
 from operator import itemgetter
 from uuid import UUID
 
+import psycopg
+import structlog
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
 from otc.models import RawBlock, RawCapture, RejectReason
 from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
 
+log = structlog.get_logger(__name__)
+
 _SQLITE_BATCH = 5_000
+FRESH_REJECTS = 10_000  # rejects `_load_fresh` holds in memory; a source with more is staged
 _WORK_MEM = "64MB"  # per sort or hash, for the ingest's transaction on PostgreSQL
 
 # The staging table: the parser's rows (`STAGE_COLUMNS`), and these types.
@@ -58,6 +72,51 @@ _STAGE_DDL = (
     + ", ".join(f"{column} {_STAGE_TYPES[column]}" for column in STAGE_COLUMNS)
     + "){on_commit}"
 )
+
+# The fresh way's `COPY`s: each table's columns and their types, its constants first, then the
+# stage row's fields (`STAGE_COLUMNS`) picked by an itemgetter.
+_TRADE_TYPES = {
+    "week": "date",
+    "tier": "text",
+    "venue_type": "text",
+    "symbol": "text",
+    "issue_name": "text",
+    "venue_mpid": "text",
+    "venue_name": "text",
+    "shares": "int8",
+    "trades": "int8",
+    "publication_date": "date",
+}
+_REJECT_TYPES = {
+    "tier": "text",
+    "week": "date",
+    "venue_type": "text",
+    "source": "text",
+    "execution_id": "uuid",
+    "source_name": "text",
+    "line_number": "int4",
+    "raw_line": "text",
+    "reason": "text",
+    "detail": "text",
+}
+_REASON = STAGE_COLUMNS.index("reject_reason")
+_TRADE_FIELDS = itemgetter(
+    *(STAGE_COLUMNS.index(c) for c in ("symbol", "issue_name", "mpid", "venue_name")),
+    *(STAGE_COLUMNS.index(c) for c in ("shares", "trades", "publication_date")),
+)
+_REJECT_FIELDS = itemgetter(
+    *(
+        STAGE_COLUMNS.index(c)
+        for c in ("source_name", "line_number", "raw_line", "reject_reason", "reject_detail")
+    )
+)
+
+_HAS_TRADES = """
+SELECT EXISTS (
+    SELECT 1 FROM otc_trades
+    WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
+)
+"""
 
 _MARK_DUPLICATES = """
 UPDATE otc_stage
@@ -149,6 +208,10 @@ WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
 """
 
 
+class _TakeTheStagedWay(Exception):
+    """Raised inside `_load_fresh`'s `COPY` to give it up for the staged way."""
+
+
 @dataclass
 class LoadSummary:
     """What one landing did: lines read, rows loaded, lines rejected by reason."""
@@ -207,7 +270,7 @@ def land_raw(
 
 
 def normalize(
-    lines: Iterable[SourceLine],
+    lines: Callable[[], Iterable[SourceLine]],
     *,
     tier: str,
     week: date,
@@ -215,22 +278,89 @@ def normalize(
     source: str,
     execution_id: UUID | None,
 ) -> LoadSummary:
-    """Stage `lines`, then upsert the tier-week's normalized rows and rejects from the stage.
+    """Bring the tier-week's normalized rows and rejects in line with the source's lines.
 
-    Must run inside a transaction. If no line is valid it returns (`rows_loaded` 0) before
-    touching normalized rows and rejects: the caller must then roll back (`ingest_week` raises
-    `NoValidRows`), so a wrong file never empties a loaded week.
+    `lines` reads the source's lines (each call from the start). Must run inside a transaction.
+    If no line is valid it returns (`rows_loaded` 0) before touching normalized rows and
+    rejects: the caller must then roll back (`ingest_week` raises `NoValidRows`), so a wrong
+    file never empties a loaded week.
+
+    On PostgreSQL a tier-week and venue type with no normalized rows yet (a new week: the
+    usual case) is loaded the fresh way first (`_load_fresh`); a source it cannot take, or any
+    other, goes the staged way (`_load_staged`).
     """
     postgres = connection.vendor == "postgresql"
-    rows = stage_rows(lines, tier=tier, week=week)
     params = _params(tier, week, venue_type, source, execution_id)
-    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     plan_for_bulk()
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute(_HAS_TRADES, params)
+            fresh = not cursor.fetchone()[0]
+        if fresh and (summary := _load_fresh(lines(), tier, week, params)) is not None:
+            return summary
+    return _load_staged(lines(), tier, week, params, postgres)
+
+
+def _load_fresh(
+    lines: Iterable[SourceLine], tier: str, week: date, params: dict
+) -> LoadSummary | None:
+    """`COPY` the valid rows straight into `otc_trades`, while the parser reads them.
+
+    For a tier-week and venue type without rows: no stage, no anti-join, and PostgreSQL keeps
+    the table's indexes up to date on one core while Python parses on the other (issue 8: about
+    a third off a 1M-line week). The rejects, at most `FRESH_REJECTS`, wait in memory and go in
+    afterwards. A source with more rejects, or with a symbol and MPID twice (the unique
+    constraint stops the `COPY`), is undone to a savepoint and returns None: the staged way
+    then marks the duplicates and keeps memory flat. An error from reading the source (a
+    cancellation, a truncated file) propagates as it is.
+    """
+    summary = LoadSummary()
+    rejects: list[tuple] = []
+    venue_type = params["venue_type"]
+
+    def trades() -> Iterator[tuple]:
+        for row in stage_rows(lines, tier=tier, week=week):
+            if row[_REASON] is None:
+                summary.rows_loaded += 1
+                yield (week, tier, venue_type, *_TRADE_FIELDS(row))
+            else:
+                rejects.append(row)
+                if len(rejects) > FRESH_REJECTS:
+                    raise _TakeTheStagedWay(f"more than {FRESH_REJECTS} rejected lines")
+
+    try:
+        with transaction.atomic():
+            _copy("otc_trades", _TRADE_TYPES, trades())
+    except (psycopg.errors.UniqueViolation, _TakeTheStagedWay) as exc:
+        log.info("otc.fresh_load_undone", reason=str(exc).splitlines()[0], week=str(week))
+        return None
+    counts = Counter(row[_REASON] for row in rejects)
+    summary.rows_rejected = len(rejects)
+    summary.rows_read = summary.rows_loaded + summary.rows_rejected
+    summary.rejected_by_reason = dict(sorted(counts.items()))
+    summary.trades_written = summary.rows_loaded
+    if summary.rows_loaded == 0:
+        return summary
+    with connection.cursor() as cursor:  # none of the week's trades, but maybe older rejects
+        cursor.execute(_DELETE_REJECTS, params)
+    if rejects:
+        constants = (tier, week, venue_type, params["source"], params["execution_id"])
+        rows = ((*constants, *_REJECT_FIELDS(row)) for row in rejects)
+        _copy("otc_rejected_rows", _REJECT_TYPES, rows)
+    return summary
+
+
+def _load_staged(
+    lines: Iterable[SourceLine], tier: str, week: date, params: dict, postgres: bool
+) -> LoadSummary:
+    """Stage the lines, then upsert the tier-week's normalized rows and rejects from the stage."""
+    rows = stage_rows(lines, tier=tier, week=week)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     with connection.cursor() as cursor:
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
-            _copy_stage(rows)
+            _copy("otc_stage", {c: _STAGE_TYPES[c] for c in STAGE_COLUMNS}, rows)
             # Statistics instead of indexes: PostgreSQL then hash-joins the stage, which costs
             # less than building two indexes over it (SQLite has no hash joins: it gets them).
             cursor.execute("ANALYZE otc_stage")
@@ -339,17 +469,16 @@ def _drop_stage(cursor, postgres: bool) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_stage")
 
 
-def _copy_stage(rows) -> None:
-    """Stream rows into the staging table with `COPY` on Django's own psycopg connection.
+def _copy(table: str, types: dict[str, str], rows: Iterable[tuple]) -> None:
+    """Stream `rows` into `table`'s columns `types` with a binary `COPY` on Django's connection.
 
     Binary: on 1M rows psycopg formats them in half the time it takes to write them as text
     (2 s against 4 s on the issue 8 VM).
     """
     raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
-    columns = ", ".join(STAGE_COLUMNS)
-    sql = f"COPY otc_stage ({columns}) FROM STDIN (FORMAT binary)"
+    sql = f"COPY {table} ({', '.join(types)}) FROM STDIN (FORMAT binary)"
     with raw.cursor() as cur, cur.copy(sql) as copy:
-        copy.set_types([_STAGE_TYPES[column] for column in STAGE_COLUMNS])
+        copy.set_types(list(types.values()))
         for row in rows:
             copy.write_row(row)
 

@@ -101,7 +101,7 @@ def ingest_week(
         )
         raw_lines_new = loader.land_raw(blocks(), **common, now=timezone.now())
         try:
-            summary = loader.normalize(lines(), **common)
+            summary = loader.normalize(lines, **common)
         except BadSourceFile as exc:  # say, truncated since the first read
             if fingerprint() != read:
                 raise changed from exc
@@ -249,8 +249,9 @@ class _Spool:
 
 
 def _with_checks(
-    items: Callable[[], Iterable[_T]], check: Callable[[], None], every: int = _CHECK_EVERY
+    items: Callable[[], Iterable[_T]], check: Callable[[], None], every: int | None = None
 ) -> Iterator[_T]:
+    every = every or _CHECK_EVERY
     for n, item in enumerate(items(), start=1):
         if n % every == 0:
             check()

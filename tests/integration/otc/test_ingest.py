@@ -5,6 +5,7 @@ from datetime import date
 from itertools import islice
 
 import pytest
+from django.db import connection
 
 from executions.models import Status
 from otc.models import MetricsDaily, RawBlock, RawCapture, RejectedRow, RejectReason, Trade
@@ -341,11 +342,37 @@ EVERY_KIND_OF_LINE = [
 ]
 
 
-def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipeline):
+DUPLICATE_LINE = EVERY_KIND_OF_LINE.index(
+    b"OTC|AABB|Asia Broadband, Inc|OTCX OTC LINK ECN ATS|OTCX|1|1|2025-12-15"
+)
+
+
+@pytest.mark.parametrize(
+    ("duplicate", "fresh_rejects", "fresh"),
+    [(False, 15, True), (True, 16, False), (False, 14, False)],
+    ids=["fresh way", "a duplicate", "too many rejects"],
+)
+def test_every_kind_of_line_loads_exactly_as_the_parser_says(
+    data_dir, run_pipeline, monkeypatch, duplicate, fresh_rejects, fresh
+):
     # The same file on PostgreSQL (COPY, hash joins) and SQLite (batched inserts): the tables
-    # must hold what the Python parser alone makes of it, reasons and details included.
+    # must hold what the Python parser alone makes of it, reasons and details included. On
+    # PostgreSQL the first ingest of the week goes the fresh way, holding its rejects in memory,
+    # unless a duplicate (the unique constraint stops its COPY) or more rejects than it has
+    # room for send it the staged way. The second is staged: the week has rows.
+    from otc import loader
+
+    monkeypatch.setattr(loader, "FRESH_REJECTS", fresh_rejects)
+    staged = []
+    load_staged = loader._load_staged
+    monkeypatch.setattr(
+        loader, "_load_staged", lambda *args: staged.append(1) or load_staged(*args)
+    )
+    lines = [*EVERY_KIND_OF_LINE]
+    if not duplicate:
+        del lines[DUPLICATE_LINE]
     header = SAMPLE.read_bytes().split(b"\n", 1)[0]
-    data = b"\n".join([header, *EVERY_KIND_OF_LINE])
+    data = b"\n".join([header, *lines])
     (data_dir / "every.csv").write_bytes(data)
     params = {"tier": "OTCE", "week": SAMPLE_WEEK, "path": "every.csv"}
     expected = parser_verdict(data, tier="OTCE", week=date(2025, 11, 17), source_name="every.csv")
@@ -356,18 +383,22 @@ def test_every_kind_of_line_loads_exactly_as_the_parser_says(data_dir, run_pipel
     assert loaded_tables(tier="OTCE", week=SAMPLE_WEEK) == expected
     trades, rejects, raw = expected
     assert {reason for _, reason, _ in rejects} == set(RejectReason.values) - {
-        RejectReason.WRONG_SUMMARY_TYPE  # a FINRA API answer only
+        RejectReason.WRONG_SUMMARY_TYPE,  # a FINRA API answer only
+        *([] if duplicate else [RejectReason.DUPLICATE]),
     }
     assert [t[0] for t in trades] == ["AABB", "AACAY", "ZZYE", "ZZYF"]
     assert raw == data
-    assert (first.result["rows_read"], first.result["rows_loaded"]) == (20, 4)
-    assert first.result["rows_rejected"] == len(rejects) == 16
+    assert (first.result["rows_read"], first.result["rows_loaded"]) == (19 + duplicate, 4)
+    assert first.result["rows_rejected"] == len(rejects) == 15 + duplicate
+    fresh = fresh and connection.vendor == "postgresql"
+    assert len(staged) == (0 if fresh else 1)
     before = table_snapshot()
 
     again = run_pipeline("otc.ingest_week", params)
 
     assert (again.result["raw_lines_new"], again.result["trades_written"]) == (0, 0)
     assert table_snapshot() == before
+    assert len(staged) == (1 if fresh else 2)
 
 
 @pytest.mark.parametrize("rewritten_lines", [50, 1], ids=["shorter", "header only"])
@@ -451,3 +482,39 @@ def test_a_captures_blocks_read_back_page_by_page_and_a_missing_one_is_not_skipp
 
     RawBlock.objects.filter(capture=capture).delete()  # and ends here
     assert list(raw_blocks(capture)) == []
+
+
+@pytest.mark.parametrize("loaded_before", [False, True], ids=["fresh way", "staged way"])
+def test_a_cancel_while_the_rows_stream_in_propagates_and_keeps_nothing(
+    data_dir, run_pipeline, monkeypatch, loaded_before
+):
+    # The cancellation check runs inside the parser's generator, which on PostgreSQL feeds a
+    # COPY: the check's own exception must come out (not the COPY's), and nothing stays.
+    from otc import services
+
+    if loaded_before:
+        run_pipeline("otc.ingest_week", SAMPLE_PARAMS)
+    before = table_snapshot()
+    monkeypatch.setattr(services, "_CHECK_EVERY", 1_000)
+
+    class Cancelled(Exception):
+        pass
+
+    checks = []
+
+    def check():
+        checks.append(1)
+        if len(checks) == 3:  # landing checks every 40 blocks: parsing, at line 3,000
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        services.ingest_week(
+            tier="OTCE",
+            week=date(2025, 11, 17),
+            venue_type="ats",
+            path="otc_sample.csv",
+            check_cancelled=check,
+        )
+
+    assert len(checks) == 3
+    assert table_snapshot() == before
