@@ -518,3 +518,67 @@ def test_a_cancel_while_the_rows_stream_in_propagates_and_keeps_nothing(
 
     assert len(checks) == 3
     assert table_snapshot() == before
+
+
+def test_the_metrics_are_what_a_python_reckoning_of_the_rows_makes_of_them(data_dir, run_pipeline):
+    # Ties for the top venue (the first MPID wins), a symbol with no volume, and a venue in
+    # both the ATS and the non-ATS file (one venue: its volumes add up).
+    header = SAMPLE.read_bytes().split(b"\n", 1)[0]
+    ats = [
+        b"OTC|TIE|Tie Inc|Bee ATS|BBBB|500|5|2025-12-15",
+        b"OTC|TIE|Tie Inc|Ay ATS|AAAA|500|7|2025-12-15",
+        b"OTC|TIE|Tie Inc|Cee ATS|CCCC|100|1|2025-12-15",
+        b"OTC|NIL|Nil Inc|Ex ATS|XXXX|0|0|2025-12-15",
+        b"OTC|NIL|Nil Inc|Wu ATS|WWWW|0|0|2025-12-15",
+        b"OTC|TWO|Two Inc|Dee ATS|DDDD|300|3|2025-12-15",
+        b"OTC|TWO|Two Inc|Eee ATS|EEEE|299|2|2025-12-15",
+    ]
+    firms = [
+        b"OTC|TWO|Two Inc|Dee Firm|DDDD|700|4|2025-12-15",
+        b"OTC|TWO|Two Inc|Eff Firm|FFFF|1000|9|2025-12-15",
+    ]
+    (data_dir / "ats.csv").write_bytes(b"\n".join([header, *ats]))
+    (data_dir / "firms.csv").write_bytes(b"\n".join([header, *firms]))
+    week = {"tier": "OTCE", "week": SAMPLE_WEEK}
+    run_pipeline("otc.ingest_week", {**week, "path": "ats.csv"})
+    run_pipeline("otc.ingest_week", {**week, "venue_type": "non_ats", "path": "firms.csv"})
+
+    venues: dict[tuple, dict] = {}
+    for t in Trade.objects.filter(**week):
+        v = venues.setdefault((t.symbol, t.venue_mpid), {"shares": 0, "trades": 0, "ats": 0})
+        v["shares"] += t.shares
+        v["trades"] += t.trades
+        v["ats"] += t.shares if t.venue_type == "ats" else 0
+        v["name"] = max(v.get("name", ""), t.venue_name)
+    expected = {}
+    for symbol in {s for s, _ in venues}:
+        mine = {mpid: v for (s, mpid), v in venues.items() if s == symbol}
+        total = sum(v["shares"] for v in mine.values())
+        top = min(mine, key=lambda mpid: (-mine[mpid]["shares"], mpid))
+        expected[symbol] = (
+            total,
+            sum(v["trades"] for v in mine.values()),
+            len(mine),
+            top,
+            mine[top]["name"],
+            mine[top]["shares"] / total if total else None,
+            sum((v["shares"] * 100 / total) ** 2 for v in mine.values()) if total else None,
+            sum(v["ats"] for v in mine.values()),
+            sum(v["ats"] for v in mine.values()) / total if total else None,
+        )
+    fields = (
+        "total_shares", "total_trades", "venue_count", "top_venue_mpid", "top_venue_name",
+        "top_venue_share", "hhi", "ats_shares", "ats_share",
+    )  # fmt: skip
+    found = {m.symbol: tuple(getattr(m, f) for f in fields) for m in MetricsDaily.objects.all()}
+
+    def rounded(metrics):
+        return {
+            k: tuple(round(x, 9) if isinstance(x, float) else x for x in v)
+            for k, v in metrics.items()
+        }
+
+    assert rounded(found) == rounded(expected)
+    assert found["TIE"][3:5] == ("AAAA", "Ay ATS")
+    assert found["NIL"][3:7] == ("WWWW", "Wu ATS", None, None)
+    assert found["TWO"][2:5] == (3, "DDDD", "Dee Firm")  # 1,000 shares, as FFFF has
