@@ -75,29 +75,51 @@ def main() -> None:
             statements.append((time.perf_counter() - started, " ".join(sql.split())))
 
     marks: dict[str, float] = {}
+    cpu: dict[str, tuple[float, float]] = {}  # (this process, the PostgreSQL backend) CPU seconds
+
+    def cpu_now() -> tuple[float, float]:
+        backend = 0.0
+        if connection.vendor == "postgresql" and backend_pid:  # the server on this machine
+            stat = Path(f"/proc/{backend_pid}/stat")
+            if stat.exists():
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                backend = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return time.process_time(), backend
 
     def marking(name, function):
         def wrapper(*a, **kw):
             result = function(*a, **kw)
             marks[name] = time.perf_counter()
+            cpu[name] = cpu_now()
             return result
 
         return wrapper
 
+    backend_pid = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend_pid = cursor.fetchone()[0]
+
     loader.land_raw = marking("landed", loader.land_raw)
     loader.normalize = marking("normalized", loader.normalize)
-    started = time.perf_counter()
+    started, cpu["started"] = time.perf_counter(), cpu_now()
     with connection.execute_wrapper(timed):
         result = ingest_week(tier="T2", week=WEEK, venue_type="ats", path=path.name)
-    total = time.perf_counter() - started
+    total, cpu["committed"] = time.perf_counter() - started, cpu_now()
     path.unlink()
     data_dir.rmdir()
 
     print(f"{args.rows:,} rows on {connection.vendor}: {result['rows_loaded']:,} loaded")
-    print(f"  landing               {marks['landed'] - started:7.2f} s")
-    print(f"  normalizing           {marks['normalized'] - marks['landed']:7.2f} s")
-    print(f"  metrics and commit    {started + total - marks['normalized']:7.2f} s")
-    print(f"  total                 {total:7.2f} s")
+    phases = ("started", "landed", "normalized", "committed")
+    names = ("landing", "normalizing", "metrics and commit")
+    print(f"  {'phase':<20} {'wall s':>7} {'Python CPU s':>13} {'PostgreSQL CPU s':>17}")
+    walls = {**marks, "started": started, "committed": started + total}
+    for name, first, last in zip(names, phases[:-1], phases[1:], strict=True):
+        python, server = (cpu[last][i] - cpu[first][i] for i in (0, 1))
+        print(f"  {name:<20} {walls[last] - walls[first]:7.2f} {python:13.2f} {server:17.2f}")
+    print(f"  {'total':<20} {total:7.2f}")
+    print("  (PostgreSQL CPU: this connection's backend, read from /proc on this machine)")
     sql_seconds = sum(s for s, _ in statements)
     print(f"  through Django's cursor {sql_seconds:.2f} s in {len(statements)} statements")
     print("  (the COPYs go through psycopg directly and count with their phase only)")
