@@ -161,24 +161,25 @@ def cas(
             f"An execution cannot move from {frm} to {to}.", details={"from": frm, "to": to}
         )
     values = {"status": to, **values}
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each lookup reads a thread-local
     params: list[Any] = []
     for column, value in values.items():
         if isinstance(value, Sql):
-            params += [_db_value_any(v) for v in value.params]
+            params += [_db_value_any(v, db) for v in value.params]
         else:
-            params.append(_db_value(column, value))
-    params += [_db_value("id", execution_id), frm]
-    params += [_db_value(column, value) for column, value in (guard or {}).items()]
-    params += [_db_value_any(v) for v in condition_params]
+            params.append(_db_value(column, value, db))
+    params += [_db_value("id", execution_id, db), frm]
+    params += [_db_value(column, value, db) for column, value in (guard or {}).items()]
+    params += [_db_value_any(v, db) for v in condition_params]
     assigned = tuple((c, v.expression if isinstance(v, Sql) else None) for c, v in values.items())
     one_statement = one_statement_writes()
     update, columns, sql = _cas_sql(
         assigned, tuple(guard or ()), condition, returning, durable, one_statement
     )
     event = Event(kind, actor, frm, to, data)
-    at = _db_value_any(timezone.now())
+    at = _db_value_any(timezone.now(), db)
     if one_statement:
-        row = run_sql(sql, [*params, *event.values(at)])
+        row = run_sql(sql, [*params, *event.values(at)], db)
         return None if row is None else _pick(columns, row, returning)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(update, params)
@@ -244,11 +245,12 @@ def cas_fetch(execution_id: UUID | str, **kwargs: Any) -> Execution | None:
         return None
     if not one_statement_writes():  # SQLite returns text for dates: let the ORM convert
         return Execution.objects.get(pk=execution_id)
+    db = connections[DEFAULT_DB_ALIAS]
     values = [
-        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
+        f.from_db_value(v, None, db) if hasattr(f, "from_db_value") else v
         for f, v in zip(fields, row, strict=True)
     ]
-    return Execution.from_db(connection.alias, [f.attname for f in fields], values)
+    return Execution.from_db(db.alias, [f.attname for f in fields], values)
 
 
 @functools.cache
@@ -256,7 +258,7 @@ def _all_columns() -> tuple[str, ...]:
     return tuple(str(f.column) for f in Execution._meta.concrete_fields)
 
 
-def _db_value(column: str, value: Any) -> Any:
+def _db_value(column: str, value: Any, db: Any) -> Any:
     field, plain = _column(column)
     if value is None or (plain and isinstance(value, str | int)):
         return value  # what the field's own conversion would return, without its cost
@@ -264,7 +266,7 @@ def _db_value(column: str, value: Any) -> Any:
         one_statement_writes()
     ):
         return value  # the same: on PostgreSQL Django leaves these as they are for psycopg
-    return field.get_db_prep_save(value, connection)
+    return field.get_db_prep_save(value, db)
 
 
 _AS_IS = {"CharField", "TextField", "PositiveIntegerField", "IntegerField"}
@@ -277,9 +279,9 @@ def _column(column: str) -> tuple["Field[Any, Any]", bool]:
     return field, field.get_internal_type() in _AS_IS
 
 
-def _db_value_any(value: Any) -> Any:
+def _db_value_any(value: Any, db: Any) -> Any:
     if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
+        return db.ops.adapt_datetimefield_value(value)
     return value
 
 
@@ -326,7 +328,7 @@ def settled_status(execution_id: UUID | str) -> str | None:
     lock = " FOR SHARE" if connection.features.has_select_for_update else ""
     row = run_sql(
         f"SELECT status FROM {Execution._meta.db_table} WHERE id = %s{lock}",
-        [_db_value("id", execution_id)],
+        [_db_value("id", execution_id, connections[DEFAULT_DB_ALIAS])],
     )
     return None if row is None else str(row[0])
 
@@ -382,14 +384,16 @@ def event_insert_sql(source: str) -> str:
     )
 
 
+@functools.cache
 def one_statement_writes() -> bool:
     """True where a change and its event go to the server as one statement (PostgreSQL).
 
     A data-modifying `WITH` makes a compare-and-set, its event and the commit one round trip
     instead of four (BEGIN, UPDATE, INSERT, COMMIT) plus the ORM's work for each. SQLite (the
-    embedded default, one writer at a time) keeps the ORM path.
+    embedded default, one writer at a time) keeps the ORM path. Asked once per process (the
+    database's engine does not change; reading it goes through a thread-local each time).
     """
-    return connection.vendor == "postgresql"
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
 
 # psycopg's prepare threshold on a connection that runs the hot statements: a query is prepared
@@ -398,7 +402,7 @@ def one_statement_writes() -> bool:
 ONLY_WHEN_ASKED = 2**31 - 1
 
 
-def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def run_sql(sql: str, params: Sequence[Any], db: Any = None) -> tuple[Any, ...] | None:
     """Run one of the ledger's hot-path statements; return its first row (None if none).
 
     On PostgreSQL it skips Django's cursor wrappers and binds parameters on the server (the
@@ -412,7 +416,7 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     times each statement as its own cursor counts Django's (`django_db_*`), by hand: its
     context managers cost more than the counting (about 20 µs a statement on the README's
     Performance machine), as did a new psycopg cursor per statement (one is kept per
-    connection, `_hot_cursor`).
+    connection, `_hot_cursor`). `db` is the thread's connection wrapper, if the caller has it.
     """
     if not one_statement_writes():
         with connection.cursor() as cursor:
@@ -420,7 +424,8 @@ def run_sql(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
             return cursor.fetchone() if cursor.description else None
     import psycopg
 
-    db = connections[DEFAULT_DB_ALIAS]  # one lookup of the thread's connection, not four
+    if db is None:  # one lookup of the thread's connection, not four
+        db = connections[DEFAULT_DB_ALIAS]
     db.ensure_connection()
     prepare = settings.SPINE_DB_PREPARED_STATEMENTS
     if prepare and db.connection.prepare_threshold is None:
