@@ -34,16 +34,20 @@ def main(path: str, week: str) -> None:
     from otc import loader
     from otc.services import ingest_week
 
-    # Raw landing ends when `land_raw` returns: the week's lines are in otc_trades_raw.
-    landed = {}
-    land_raw = loader.land_raw
+    # Raw landing ends when `land_raw` returns: the week's lines are in otc_trades_raw. The
+    # normalizing follows until `normalize` returns, then the metrics and the commit.
+    ends: dict[str, float] = {}
 
-    def timed_land_raw(*args, **kwargs):
-        result = land_raw(*args, **kwargs)
-        landed["at"] = time.perf_counter()
-        return result
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            result = function(*args, **kwargs)
+            ends[name] = time.perf_counter()
+            return result
 
-    loader.land_raw = timed_land_raw
+        return wrapper
+
+    loader.land_raw = timed("landed", loader.land_raw)
+    loader.normalize = timed("normalized", loader.normalize)
 
     monday = date.fromisoformat(week)
     empty_week(monday)
@@ -52,7 +56,12 @@ def main(path: str, week: str) -> None:
     started = time.perf_counter()
     result = ingest_week(tier="T2", week=monday, venue_type="ats", path=Path(path).name)
     seconds = time.perf_counter() - started
-    landing_seconds = landed["at"] - started
+    landing_seconds = ends["landed"] - started
+    phases = {  # where the end-to-end seconds went
+        "landing": round(landing_seconds, 3),
+        "normalizing": round(ends["normalized"] - ends["landed"], 3),
+        "metrics_and_commit": round(started + seconds - ends["normalized"], 3),
+    }
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     copy_seconds = logged_copy_seconds = None
@@ -73,6 +82,7 @@ def main(path: str, week: str) -> None:
                 "metric_rows": result["metric_rows"],
                 "seconds": round(seconds, 3),
                 "landing_seconds": round(landing_seconds, 3),
+                "phase_seconds": phases,
                 "baseline_rss_mib": round(baseline / 1024, 1),
                 "peak_rss_mib": round(peak / 1024, 1),
                 "bare_copy_seconds": round(copy_seconds, 3) if copy_seconds else None,
