@@ -39,7 +39,7 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
 from otc.models import RawBlock, RawCapture, RejectReason
@@ -331,7 +331,10 @@ def _load_fresh(
     try:
         with transaction.atomic():
             _copy("otc_trades", _TRADE_TYPES, trades())
-    except (psycopg.errors.UniqueViolation, _TakeTheStagedWay) as exc:
+    except (IntegrityError, _TakeTheStagedWay) as exc:
+        duplicate = isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
+        if isinstance(exc, IntegrityError) and not duplicate:
+            raise
         log.info("otc.fresh_load_undone", reason=str(exc).splitlines()[0], week=str(week))
         return None
     counts = Counter(row[_REASON] for row in rejects)
@@ -423,18 +426,20 @@ def _block_rows(
         yield capture_id, first_line, lines, data
 
 
+_BLOCK_TYPES = {"capture_id": "int8", "first_line": "int4", "line_count": "int4", "data": "bytea"}
+
+
 def _copy_blocks(rows: Iterable[tuple[int, int, int, bytes]]) -> int:
     """`COPY` block rows into `otc_trades_raw` (binary: the bytes go as they are); count lines."""
-    raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
     count = 0
-    sql = (
-        "COPY otc_trades_raw (capture_id, first_line, line_count, data) FROM STDIN (FORMAT binary)"
-    )
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        copy.set_types(["int8", "int4", "int4", "bytea"])
+
+    def counted():
+        nonlocal count
         for row in rows:
-            copy.write_row(row)
             count += row[2]
+            yield row
+
+    _copy("otc_trades_raw", _BLOCK_TYPES, counted())
     return count
 
 
@@ -477,7 +482,8 @@ def _copy(table: str, types: dict[str, str], rows: Iterable[tuple]) -> None:
     """
     raw = connection.connection  # the psycopg 3 connection, inside Django's transaction
     sql = f"COPY {table} ({', '.join(types)}) FROM STDIN (FORMAT binary)"
-    with raw.cursor() as cur, cur.copy(sql) as copy:
+    # psycopg's errors leave as Django's, and mark the connection for Django's checks.
+    with connection.wrap_database_errors, raw.cursor() as cur, cur.copy(sql) as copy:
         copy.set_types(list(types.values()))
         for row in rows:
             copy.write_row(row)
