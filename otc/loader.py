@@ -99,17 +99,16 @@ _REJECT_TYPES = {
     "reason": "text",
     "detail": "text",
 }
-_REASON = STAGE_COLUMNS.index("reject_reason")
+_REASON, _SYMBOL, _MPID, _LINE = (
+    STAGE_COLUMNS.index(c) for c in ("reject_reason", "symbol", "mpid", "line_number")
+)
 _TRADE_FIELDS = itemgetter(
     *(STAGE_COLUMNS.index(c) for c in ("symbol", "issue_name", "mpid", "venue_name")),
     *(STAGE_COLUMNS.index(c) for c in ("shares", "trades", "publication_date")),
 )
-_REJECT_FIELDS = itemgetter(
-    *(
-        STAGE_COLUMNS.index(c)
-        for c in ("source_name", "line_number", "raw_line", "reject_reason", "reject_detail")
-    )
-)
+_REJECT_STAGE = ("source_name", "line_number", "raw_line", "reject_reason", "reject_detail")
+_REJECT_FIELDS = itemgetter(*(STAGE_COLUMNS.index(c) for c in _REJECT_STAGE))
+_REJECT_REASON = _REJECT_STAGE.index("reject_reason")
 
 _HAS_TRADES = """
 SELECT EXISTS (
@@ -309,22 +308,31 @@ def _load_fresh(
     For a tier-week and venue type without rows: no stage, no anti-join, and PostgreSQL keeps
     the table's indexes up to date on one core while Python parses on the other (issue 8: about
     a third off a 1M-line week). The rejects, at most `FRESH_REJECTS`, wait in memory and go in
-    afterwards. A source with more rejects, or with a symbol and MPID twice (the unique
-    constraint stops the `COPY`), is undone to a savepoint and returns None: the staged way
-    then marks the duplicates and keeps memory flat. An error from reading the source (a
-    cancellation, a truncated file) propagates as it is.
+    afterwards. A source with more rejects, or with a symbol and MPID twice, is undone to a
+    savepoint and returns None: the staged way then marks the duplicates and keeps memory flat.
+    A repeat within one symbol's run of lines (FINRA's files come sorted by symbol) is seen
+    here at once; any other stops the `COPY` at its end (the unique constraint: the server
+    says so only then, so the whole source has been parsed once for nothing). An error from
+    reading the source (a cancellation, a truncated file) propagates as it is.
     """
     summary = LoadSummary()
-    rejects: list[tuple] = []
+    rejects: list[tuple] = []  # what otc_rejected_rows needs of each (`_REJECT_FIELDS`)
     venue_type = params["venue_type"]
 
     def trades() -> Iterator[tuple]:
+        symbol, mpids = None, set()  # the current symbol's run of lines, and its venues
         for row in stage_rows(lines, tier=tier, week=week):
             if row[_REASON] is None:
+                if row[_SYMBOL] != symbol:
+                    symbol, mpids = row[_SYMBOL], set()
+                elif row[_MPID] in mpids:
+                    line = row[_LINE]
+                    raise _TakeTheStagedWay(f"line {line} repeats a symbol and MPID")
+                mpids.add(row[_MPID])
                 summary.rows_loaded += 1
                 yield (week, tier, venue_type, *_TRADE_FIELDS(row))
             else:
-                rejects.append(row)
+                rejects.append(_REJECT_FIELDS(row))
                 if len(rejects) > FRESH_REJECTS:
                     raise _TakeTheStagedWay(f"more than {FRESH_REJECTS} rejected lines")
 
@@ -337,7 +345,7 @@ def _load_fresh(
             raise
         log.info("otc.fresh_load_undone", reason=str(exc).splitlines()[0], week=str(week))
         return None
-    counts = Counter(row[_REASON] for row in rejects)
+    counts = Counter(str(reject[_REJECT_REASON]) for reject in rejects)  # plain strings
     summary.rows_rejected = len(rejects)
     summary.rows_read = summary.rows_loaded + summary.rows_rejected
     summary.rejected_by_reason = dict(sorted(counts.items()))
@@ -348,8 +356,7 @@ def _load_fresh(
         cursor.execute(_DELETE_REJECTS, params)
     if rejects:
         constants = (tier, week, venue_type, params["source"], params["execution_id"])
-        rows = ((*constants, *_REJECT_FIELDS(row)) for row in rejects)
-        _copy("otc_rejected_rows", _REJECT_TYPES, rows)
+        _copy("otc_rejected_rows", _REJECT_TYPES, ((*constants, *r) for r in rejects))
     return summary
 
 

@@ -74,8 +74,9 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
        CASE WHEN s.total_trades > 0 THEN s.total_shares * 1.0 / s.total_trades END,
        s.venue_count, s.top_mpid, s.top_name,
        CASE WHEN s.total_shares > 0 THEN s.top_shares * 1.0 / s.total_shares END,
+       -- Divided before it is scaled, so that one venue's HHI is exactly 10,000.
        CASE WHEN s.total_shares > 0
-            THEN s.squares * 10000.0 / (CAST(s.total_shares AS DOUBLE PRECISION) * s.total_shares)
+            THEN s.squares / (CAST(s.total_shares AS DOUBLE PRECISION) * s.total_shares) * 10000
        END,
        s.ats_shares,
        CASE WHEN s.both_types AND s.total_shares > 0

@@ -532,6 +532,8 @@ def test_the_metrics_are_what_a_python_reckoning_of_the_rows_makes_of_them(data_
         b"OTC|NIL|Nil Inc|Wu ATS|WWWW|0|0|2025-12-15",
         b"OTC|TWO|Two Inc|Dee ATS|DDDD|300|3|2025-12-15",
         b"OTC|TWO|Two Inc|Eee ATS|EEEE|299|2|2025-12-15",
+        # One venue, with more shares than a double holds the square of exactly: HHI 10,000.
+        b"OTC|ONE|One Inc|Oh ATS|OOOO|8519968094|1|2025-12-15",
     ]
     firms = [
         b"OTC|TWO|Two Inc|Dee Firm|DDDD|700|4|2025-12-15",
@@ -582,3 +584,39 @@ def test_the_metrics_are_what_a_python_reckoning_of_the_rows_makes_of_them(data_
     assert found["TIE"][3:5] == ("AAAA", "Ay ATS")
     assert found["NIL"][3:7] == ("WWWW", "Wu ATS", None, None)
     assert found["TWO"][2:5] == (3, "DDDD", "Dee Firm")  # 1,000 shares, as FFFF has
+    assert found["ONE"][5:7] == (1.0, 10_000.0)
+
+
+def test_a_repeat_within_a_symbols_lines_gives_the_fresh_way_up_at_once(
+    data_dir, run_pipeline, monkeypatch
+):
+    # FINRA's files come sorted by symbol: the fresh way sees a repeated symbol and MPID among
+    # one symbol's lines itself, instead of parsing the rest for a COPY the server already
+    # refused. The staged way then loads the first and rejects the repeat.
+    from otc import loader
+
+    copied = []
+    copy = loader._copy
+
+    def counting_copy(table, types, rows):
+        def counted():
+            for row in rows:
+                copied.append(row[3])  # the symbol
+                yield row
+
+        return copy(table, types, counted() if table == "otc_trades" else rows)
+
+    monkeypatch.setattr(loader, "_copy", counting_copy)
+    lines = SAMPLE.read_bytes().split(b"\n")
+    (data_dir / "repeat.csv").write_bytes(b"\n".join([lines[0], lines[1], lines[1], *lines[2:101]]))
+
+    execution = run_pipeline("otc.ingest_week", {**SAMPLE_PARAMS, "path": "repeat.csv"})
+
+    assert execution.status == Status.COMPLETED, execution.error_message
+    assert (execution.result["rows_loaded"], execution.result["rejected_by_reason"]) == (
+        100,
+        {"duplicate": 1},
+    )
+    assert list(RejectedRow.objects.values_list("line_number", "reason")) == [(3, "duplicate")]
+    postgres = connection.vendor == "postgresql"
+    assert copied == (["AABB"] if postgres else [])  # the fresh way stopped at line 3
