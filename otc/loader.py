@@ -320,7 +320,8 @@ def _load_fresh(
     venue_type = params["venue_type"]
 
     def trades() -> Iterator[tuple]:
-        symbol, mpids = None, set()  # the current symbol's run of lines, and its venues
+        symbol: str | None = None  # the symbol of the current run of lines
+        mpids: set[str] = set()  # and its venues so far
         for row in stage_rows(lines, tier=tier, week=week):
             if row[_REASON] is None:
                 if row[_SYMBOL] != symbol:
