@@ -380,6 +380,8 @@ if PROMETHEUS_MULTIPROC_DIR:
     DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.worker_metrics.WorkerMetrics")
 # Carries request_id and the trace context from the submitting process into the worker run.
 DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.messaging.ContextPropagation")
+# What a worker process loaded at boot is out of the collector's reach (spine_project.worker_gc).
+DRAMATIQ_BROKER["MIDDLEWARE"].append("spine_project.worker_gc.FreezeAfterBoot")
 
 # Tracing (OpenTelemetry) is off unless configured: SPINE_TRACING=1, or an OTLP endpoint.
 SPINE_TRACING = env.bool(

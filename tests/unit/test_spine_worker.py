@@ -45,3 +45,21 @@ def test_embedded_mode_has_no_worker_to_run(monkeypatch, settings):
     settings.SPINE_BACKEND = "local"
     with pytest.raises(CommandError, match="needs SPINE_BROKER_URL"):
         call_command("spine_worker")
+
+
+def test_a_booted_worker_process_takes_what_it_loaded_out_of_the_collectors_reach(settings):
+    import gc
+
+    import dramatiq
+
+    from spine_project.worker_gc import FreezeAfterBoot
+
+    assert "spine_project.worker_gc.FreezeAfterBoot" in settings.DRAMATIQ_BROKER["MIDDLEWARE"]
+    assert any(isinstance(m, FreezeAfterBoot) for m in dramatiq.get_broker().middleware)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        FreezeAfterBoot().after_process_boot(dramatiq.get_broker())
+        assert gc.get_freeze_count() > 50_000  # this process's modules and objects
+    finally:
+        gc.unfreeze()
