@@ -79,31 +79,27 @@ def test_check_deploy_refuses_the_placeholder_secret_and_plain_http():
     assert "security.W008" in result.stderr  # SECURE_SSL_REDIRECT off
 
 
-def test_debug_mode_still_runs_with_nothing_configured():
-    """`make run` keeps working: DEBUG on, no other variable, plain check passes."""
+def run_unconfigured(*args: str) -> subprocess.CompletedProcess:
+    """Python with `args` in the project, DEBUG on and no other Django or database variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=ROOT,
         env=env | {"DJANGO_DEBUG": "1"},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_debug_mode_still_runs_with_nothing_configured():
+    """`make run` keeps working: DEBUG on, no other variable, plain check passes."""
+    result = run_unconfigured("manage.py", "check")
     assert result.returncode == 0, result.stderr
 
 
 def test_the_wsgi_application_takes_what_it_loaded_out_of_the_collectors_reach():
     """gunicorn's workers collect only what requests made (spine_project/wsgi.py, issue 8)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    code = "import gc, spine_project.wsgi; print(gc.get_freeze_count())"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env | {"DJANGO_DEBUG": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_unconfigured("-c", "import gc, spine_project.wsgi; print(gc.get_freeze_count())")
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 50_000  # Django, DRF and the apps: about 117k objects on 2026-12-05
