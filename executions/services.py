@@ -59,7 +59,9 @@ def cancel(execution_id: UUID | str, *, actor: Actor) -> Execution:
             return cancel(execution_id, actor=actor)  # it moved on meanwhile: decide again
         metrics.EXECUTIONS_COMPLETED.labels(execution.pipeline, Status.CANCELLED).inc()
         if execution.backend_run_id:
-            transaction.on_commit(lambda: _withdraw(str(execution.id), execution.backend_run_id))
+            transaction.on_commit(
+                lambda: withdraw(get_backend(), str(execution.id), execution.backend_run_id)
+            )
     elif execution.status == Status.RUNNING:
         requested = update_fields(
             execution.id,
@@ -144,7 +146,3 @@ def set_lane_paused(lane: str, paused: bool, *, actor: Actor) -> Lane:
         for execution_id in retries.order_by("not_before").values_list("id", flat=True).iterator():
             dispatcher.resend(execution_id, actor=actor, reason="lane resumed")
     return Lane.objects.get(name=lane)
-
-
-def _withdraw(execution_id: str, backend_run_id: str) -> None:
-    withdraw(get_backend(), execution_id, backend_run_id)

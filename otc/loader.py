@@ -102,10 +102,10 @@ _REJECT_TYPES = {
 _REASON, _SYMBOL, _MPID, _LINE = (
     STAGE_COLUMNS.index(c) for c in ("reject_reason", "symbol", "mpid", "line_number")
 )
-_TRADE_FIELDS = itemgetter(
-    *(STAGE_COLUMNS.index(c) for c in ("symbol", "issue_name", "mpid", "venue_name")),
-    *(STAGE_COLUMNS.index(c) for c in ("shares", "trades", "publication_date")),
-)
+_TRADE_STAGE = (
+    "symbol", "issue_name", "mpid", "venue_name", "shares", "trades", "publication_date"
+)  # fmt: skip
+_TRADE_FIELDS = itemgetter(*(STAGE_COLUMNS.index(c) for c in _TRADE_STAGE))
 _REJECT_STAGE = ("source_name", "line_number", "raw_line", "reject_reason", "reject_detail")
 _REJECT_FIELDS = itemgetter(*(STAGE_COLUMNS.index(c) for c in _REJECT_STAGE))
 _REJECT_REASON = _REJECT_STAGE.index("reject_reason")
@@ -222,6 +222,16 @@ class LoadSummary:
     trades_written: int = 0
     trades_removed: int = 0
 
+    @classmethod
+    def of(cls, loaded: int, rejected: Counter) -> "LoadSummary":
+        """A summary of `loaded` rows and the `rejected` lines counted by reason."""
+        return cls(
+            rows_read=loaded + sum(rejected.values()),
+            rows_loaded=loaded,
+            rows_rejected=sum(rejected.values()),
+            rejected_by_reason=dict(sorted(rejected.items())),
+        )
+
 
 def land_raw(
     blocks: Iterable[tuple[str, int, bytes]],
@@ -315,11 +325,12 @@ def _load_fresh(
     says so only then, so the whole source has been parsed once for nothing). An error from
     reading the source (a cancellation, a truncated file) propagates as it is.
     """
-    summary = LoadSummary()
+    loaded = 0
     rejects: list[tuple] = []  # what otc_rejected_rows needs of each (`_REJECT_FIELDS`)
     venue_type = params["venue_type"]
 
     def trades() -> Iterator[tuple]:
+        nonlocal loaded
         symbol: str | None = None  # the symbol of the current run of lines
         mpids: set[str] = set()  # and its venues so far
         for row in stage_rows(lines, tier=tier, week=week):
@@ -330,7 +341,7 @@ def _load_fresh(
                     line = row[_LINE]
                     raise _TakeTheStagedWay(f"line {line} repeats a symbol and MPID")
                 mpids.add(row[_MPID])
-                summary.rows_loaded += 1
+                loaded += 1
                 yield (week, tier, venue_type, *_TRADE_FIELDS(row))
             else:
                 rejects.append(_REJECT_FIELDS(row))
@@ -346,12 +357,9 @@ def _load_fresh(
             raise
         log.info("otc.fresh_load_undone", reason=str(exc).splitlines()[0], week=str(week))
         return None
-    counts = Counter(str(reject[_REJECT_REASON]) for reject in rejects)  # plain strings
-    summary.rows_rejected = len(rejects)
-    summary.rows_read = summary.rows_loaded + summary.rows_rejected
-    summary.rejected_by_reason = dict(sorted(counts.items()))
-    summary.trades_written = summary.rows_loaded
-    if summary.rows_loaded == 0:
+    summary = LoadSummary.of(loaded, Counter(str(reject[_REJECT_REASON]) for reject in rejects))
+    summary.trades_written = loaded
+    if loaded == 0:
         return summary
     with connection.cursor() as cursor:  # none of the week's trades, but maybe older rejects
         cursor.execute(_DELETE_REJECTS, params)
@@ -383,12 +391,7 @@ def _load_staged(
 
         cursor.execute("SELECT reject_reason, COUNT(*) FROM otc_stage GROUP BY reject_reason")
         counts = Counter({reason: n for reason, n in cursor.fetchall()})
-        summary = LoadSummary(
-            rows_read=sum(counts.values()),
-            rows_loaded=counts.pop(None, 0),
-            rows_rejected=sum(counts.values()),
-            rejected_by_reason=dict(sorted(counts.items())),
-        )
+        summary = LoadSummary.of(counts.pop(None, 0), counts)
         if summary.rows_loaded == 0:
             _drop_stage(cursor, postgres)
             return summary
