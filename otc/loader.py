@@ -44,6 +44,7 @@ from django.db.models import Exists, OuterRef
 
 from otc.models import RawBlock, RawCapture, RejectReason
 from otc.parser import STAGE_COLUMNS, SourceLine, stage_rows
+from otc.totals import SymbolTotals
 
 log = structlog.get_logger(__name__)
 
@@ -109,12 +110,15 @@ _TRADE_FIELDS = itemgetter(*(STAGE_COLUMNS.index(c) for c in _TRADE_STAGE))
 _REJECT_STAGE = ("source_name", "line_number", "raw_line", "reject_reason", "reject_detail")
 _REJECT_FIELDS = itemgetter(*(STAGE_COLUMNS.index(c) for c in _REJECT_STAGE))
 _REJECT_REASON = _REJECT_STAGE.index("reject_reason")
+# Where a fresh way's row (`(week, tier, venue_type, *_TRADE_STAGE)`) has each stage field.
+_TRADE_AT = {name: 3 + i for i, name in enumerate(_TRADE_STAGE)}
 
+# Whether the tier-week has rows of this venue type, and whether it has any.
 _HAS_TRADES = """
 SELECT EXISTS (
     SELECT 1 FROM otc_trades
     WHERE week = %(week)s AND tier = %(tier)s AND venue_type = %(venue_type)s
-)
+), EXISTS (SELECT 1 FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s)
 """
 
 _MARK_DUPLICATES = """
@@ -221,6 +225,8 @@ class LoadSummary:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     trades_written: int = 0
     trades_removed: int = 0
+    # The loaded rows' totals per symbol, when they are the tier-week's only rows (`otc.totals`)
+    totals: SymbolTotals | None = None
 
     @classmethod
     def of(cls, loaded: int, rejected: Counter) -> "LoadSummary":
@@ -304,14 +310,20 @@ def normalize(
     if postgres:
         with connection.cursor() as cursor:
             cursor.execute(_HAS_TRADES, params)
-            fresh = not cursor.fetchone()[0]
-        if fresh and (summary := _load_fresh(lines(), tier, week, params)) is not None:
-            return summary
+            has_type, has_any = cursor.fetchone()
+        if not has_type:
+            reckon = None if has_any else _symbol_totals(params["venue_type"])
+            if (summary := _load_fresh(lines(), tier, week, params, reckon)) is not None:
+                return summary
     return _load_staged(lines(), tier, week, params, postgres)
 
 
 def _load_fresh(
-    lines: Iterable[SourceLine], tier: str, week: date, params: dict
+    lines: Iterable[SourceLine],
+    tier: str,
+    week: date,
+    params: dict,
+    totals: SymbolTotals | None = None,
 ) -> LoadSummary | None:
     """`COPY` the valid rows straight into `otc_trades`, while the parser reads them.
 
@@ -324,6 +336,9 @@ def _load_fresh(
     here at once; any other stops the `COPY` at its end (the unique constraint: the server
     says so only then, so the whole source has been parsed once for nothing). An error from
     reading the source (a cancellation, a truncated file) propagates as it is.
+
+    `totals`, if given, reckons the loaded rows per symbol as they go (one symbol's run of
+    lines at a time), for the metrics; the summary then carries it.
     """
     loaded = 0
     rejects: list[tuple] = []  # what otc_rejected_rows needs of each (`_REJECT_FIELDS`)
@@ -333,24 +348,33 @@ def _load_fresh(
         nonlocal loaded
         symbol: str | None = None  # the symbol of the current run of lines
         mpids: set[str] = set()  # and its venues so far
+        run: list[tuple] = []  # and its rows, for `totals`
         for row in stage_rows(lines, tier=tier, week=week):
             if row[_REASON] is None:
                 if row[_SYMBOL] != symbol:
+                    if totals is not None and run:
+                        totals.add(run)
+                        run = []
                     symbol, mpids = row[_SYMBOL], set()
                 elif row[_MPID] in mpids:
                     line = row[_LINE]
                     raise _TakeTheStagedWay(f"line {line} repeats a symbol and MPID")
                 mpids.add(row[_MPID])
                 loaded += 1
-                yield (week, tier, venue_type, *_TRADE_FIELDS(row))
+                trade = (week, tier, venue_type, *_TRADE_FIELDS(row))
+                if totals is not None:
+                    run.append(trade)
+                yield trade
             else:
                 rejects.append(_REJECT_FIELDS(row))
                 if len(rejects) > FRESH_REJECTS:
                     raise _TakeTheStagedWay(f"more than {FRESH_REJECTS} rejected lines")
+        if totals is not None and run:
+            totals.add(run)
 
     try:
         with transaction.atomic():
-            _copy("otc_trades", _TRADE_TYPES, trades())
+            copy_rows("otc_trades", _TRADE_TYPES, trades())
     except (IntegrityError, _TakeTheStagedWay) as exc:
         duplicate = isinstance(exc.__cause__, psycopg.errors.UniqueViolation)
         if isinstance(exc, IntegrityError) and not duplicate:
@@ -358,15 +382,28 @@ def _load_fresh(
         log.info("otc.fresh_load_undone", reason=str(exc).splitlines()[0], week=str(week))
         return None
     summary = LoadSummary.of(loaded, Counter(str(reject[_REJECT_REASON]) for reject in rejects))
-    summary.trades_written = loaded
+    summary.trades_written, summary.totals = loaded, totals
     if loaded == 0:
         return summary
     with connection.cursor() as cursor:  # none of the week's trades, but maybe older rejects
         cursor.execute(_DELETE_REJECTS, params)
     if rejects:
         constants = (tier, week, venue_type, params["source"], params["execution_id"])
-        _copy("otc_rejected_rows", _REJECT_TYPES, ((*constants, *r) for r in rejects))
+        copy_rows("otc_rejected_rows", _REJECT_TYPES, ((*constants, *r) for r in rejects))
     return summary
+
+
+def _symbol_totals(venue_type: str) -> SymbolTotals:
+    """Totals per symbol of the fresh way's rows."""
+    at = _TRADE_AT
+    return SymbolTotals(
+        venue_type,
+        symbol=at["symbol"],
+        mpid=at["mpid"],
+        venue_name=at["venue_name"],
+        shares=at["shares"],
+        trades=at["trades"],
+    )
 
 
 def _load_staged(
@@ -379,7 +416,7 @@ def _load_staged(
         _drop_stage(cursor, postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
-            _copy("otc_stage", {c: _STAGE_TYPES[c] for c in STAGE_COLUMNS}, rows)
+            copy_rows("otc_stage", {c: _STAGE_TYPES[c] for c in STAGE_COLUMNS}, rows)
             # Statistics instead of indexes: PostgreSQL then hash-joins the stage, which costs
             # less than building two indexes over it (SQLite has no hash joins: it gets them).
             cursor.execute("ANALYZE otc_stage")
@@ -450,7 +487,7 @@ def _copy_blocks(rows: Iterable[tuple[int, int, int, bytes]]) -> int:
             count += row[2]
             yield row
 
-    _copy("otc_trades_raw", _BLOCK_TYPES, counted())
+    copy_rows("otc_trades_raw", _BLOCK_TYPES, counted())
     return count
 
 
@@ -485,7 +522,7 @@ def _drop_stage(cursor, postgres: bool) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_stage")
 
 
-def _copy(table: str, types: dict[str, str], rows: Iterable[tuple]) -> None:
+def copy_rows(table: str, types: dict[str, str], rows: Iterable[tuple]) -> None:
     """Stream `rows` into `table`'s columns `types` with a binary `COPY` on Django's connection.
 
     Binary: on 1M rows psycopg formats them in half the time it takes to write them as text

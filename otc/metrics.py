@@ -13,17 +13,35 @@ from datetime import date, timedelta
 
 from django.db import connection
 
+from otc import totals
 from otc.calendar import trading_days
-from otc.loader import plan_for_bulk
+from otc.loader import copy_rows, plan_for_bulk
 from otc.models import MetricsDaily
 
-# One pass over the week's rows, in the order of the unique index (symbol, then venue): venue
+# Each symbol's totals over the tier-week's venues (`otc.totals.COLUMNS`), read from `otc_trades`:
+# one pass over the week's rows, in the order of the unique index (symbol, then venue): venue
 # totals, each symbol's top volume (a window over rows already in symbol order: no sort), then
-# one row per symbol, joined to the previous week's totals. Issue 8: ranking the venues by
-# volume with ROW_NUMBER() sorted every venue row and took two windows: 4.0 s of a 1M-row week,
-# against 2.5 s now. Freshly loaded rows have no statistics yet, so PostgreSQL plans them as a
-# few rows: `loader.plan_for_bulk` rules out the nested loops that made such plans quadratic.
-_UPSERT_METRICS = """
+# one row per symbol. Issue 8: ranking the venues by volume with ROW_NUMBER() sorted every venue
+# row and took two windows: 4.0 s of a 1M-row week, against 2.3 s now (or nothing, when the
+# loader reckoned the totals as it parsed: `otc.totals`). Freshly loaded rows have no
+# statistics yet, so PostgreSQL plans them as a few rows: `loader.plan_for_bulk` rules out the
+# nested loops that made such plans quadratic.
+_TOTALS_TABLE = """
+CREATE TEMP TABLE otc_symbol_totals (
+    symbol TEXT, total_shares BIGINT, total_trades BIGINT, ats_shares BIGINT,
+    venue_count INTEGER, top_mpid TEXT, top_name TEXT, top_shares BIGINT,
+    squares DOUBLE PRECISION, both_types BOOLEAN
+)
+"""
+_TOTALS_TYPES = dict(
+    zip(
+        totals.COLUMNS,
+        ("text", "int8", "int8", "int8", "int4", "text", "text", "int8", "float8", "bool"),
+        strict=True,
+    )
+)
+
+_TOTALS_FROM_TRADES = """
 WITH venue AS (
     SELECT symbol, venue_mpid, MAX(venue_name) AS venue_name,
            SUM(shares) AS shares, SUM(trades) AS trades,
@@ -53,10 +71,19 @@ WITH venue AS (
            MAX(has_ats) AS has_ats, MAX(has_non_ats) AS has_non_ats
     FROM named
     GROUP BY symbol
-), week_sym AS (
-    -- ATS share only where the week has both ATS and non-ATS rows (both files were loaded).
-    SELECT sym.*, MAX(has_ats) OVER () + MAX(has_non_ats) OVER () = 2 AS both_types FROM sym
-), previous AS MATERIALIZED (
+)
+INSERT INTO otc_symbol_totals (
+    symbol, total_shares, total_trades, ats_shares, venue_count, top_mpid, top_name,
+    top_shares, squares, both_types
+)
+-- ATS share only where the week has both ATS and non-ATS rows (both files were loaded).
+SELECT symbol, total_shares, total_trades, ats_shares, venue_count, top_mpid, top_name,
+       top_shares, squares, MAX(has_ats) OVER () + MAX(has_non_ats) OVER () = 2
+FROM sym
+"""
+
+_UPSERT_METRICS = """
+WITH previous AS MATERIALIZED (
     -- Read once, before the first row goes in. As a subquery per symbol it was planned as a
     -- scan of the whole table (planned as empty when last analyzed small), rescanned for each
     -- symbol while this statement made it longer: 5 s of a 1M-row week's 11 (issue 8).
@@ -83,7 +110,7 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
             THEN s.ats_shares * 1.0 / s.total_shares END,
        CASE WHEN p.total_shares > 0
             THEN (s.total_shares - p.total_shares) * 1.0 / p.total_shares END
-FROM week_sym s LEFT JOIN previous p ON p.symbol = s.symbol
+FROM otc_symbol_totals s LEFT JOIN previous p ON p.symbol = s.symbol
 WHERE true
 ON CONFLICT (week, tier, symbol) DO UPDATE SET
     total_shares = excluded.total_shares, total_trades = excluded.total_trades,
@@ -95,10 +122,11 @@ ON CONFLICT (week, tier, symbol) DO UPDATE SET
     wow_change = excluded.wow_change
 """
 
+# Symbols that left the week: not among the totals (which hold every symbol with trades).
 _DELETE_GONE = """
 DELETE FROM otc_metrics_daily
 WHERE week = %(week)s AND tier = %(tier)s
-  AND symbol NOT IN (SELECT symbol FROM otc_trades WHERE week = %(week)s AND tier = %(tier)s)
+  AND symbol NOT IN (SELECT symbol FROM otc_symbol_totals)
 """
 
 # A join, not a subquery per row, for the reason given at `previous` above. The target's own
@@ -119,8 +147,12 @@ WHERE otc_metrics_daily.week = %(next)s AND otc_metrics_daily.tier = %(tier)s
 """
 
 
-def compute_week(tier: str, week: date) -> int:
-    """Recompute the metrics of every symbol of the tier-week; return how many rows it has."""
+def compute_week(tier: str, week: date, reckoned: totals.SymbolTotals | None = None) -> int:
+    """Recompute the metrics of every symbol of the tier-week; return how many rows it has.
+
+    `reckoned`: the totals of the tier-week's rows, if the caller has them (the loader, when
+    the rows it just loaded are the week's only ones); else they are read from `otc_trades`.
+    """
     prep = MetricsDaily._meta.get_field("week").get_db_prep_value
     params = {
         "tier": tier,
@@ -129,9 +161,28 @@ def compute_week(tier: str, week: date) -> int:
         "next": prep(week + timedelta(weeks=1), connection),
         "days": trading_days(week),
     }
+    postgres = connection.vendor == "postgresql"
     plan_for_bulk()
     with connection.cursor() as cursor:
+        _drop_totals(cursor, postgres)
+        cursor.execute(_TOTALS_TABLE + (" ON COMMIT DROP" if postgres else ""))
+        if reckoned is None:
+            cursor.execute(_TOTALS_FROM_TRADES, params)
+        elif postgres:
+            copy_rows("otc_symbol_totals", _TOTALS_TYPES, reckoned.rows())
+        else:
+            columns, values = ", ".join(totals.COLUMNS), ", ".join(["%s"] * len(totals.COLUMNS))
+            sql = f"INSERT INTO otc_symbol_totals ({columns}) VALUES ({values})"  # noqa: S608
+            cursor.executemany(sql, list(reckoned.rows()))
+        if postgres:  # a few thousand rows: statistics for the join to `previous`
+            cursor.execute("ANALYZE otc_symbol_totals")
         cursor.execute(_DELETE_GONE, params)
         cursor.execute(_UPSERT_METRICS, params)
         cursor.execute(_REFRESH_NEXT_WOW, params)
+        _drop_totals(cursor, postgres)
     return MetricsDaily.objects.filter(tier=tier, week=week).count()
+
+
+def _drop_totals(cursor, postgres: bool) -> None:
+    # Qualified with the temporary schema so a real table of that name is never touched.
+    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_symbol_totals")

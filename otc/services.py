@@ -113,7 +113,7 @@ def ingest_week(
                 f"No line of the source could be loaded ({summary.rows_read} read; rejected: "
                 f"{_reasons(summary.rejected_by_reason)}); the week was left unchanged."
             )
-        metric_rows = metrics.compute_week(tier, week)
+        metric_rows = metrics.compute_week(tier, week, summary.totals)
     result = {
         "tier": tier,
         "week": week.isoformat(),

@@ -596,7 +596,7 @@ def test_a_repeat_within_a_symbols_lines_gives_the_fresh_way_up_at_once(
     from otc import loader
 
     copied = []
-    copy = loader._copy
+    copy = loader.copy_rows
 
     def counting_copy(table, types, rows):
         def counted():
@@ -606,7 +606,7 @@ def test_a_repeat_within_a_symbols_lines_gives_the_fresh_way_up_at_once(
 
         return copy(table, types, counted() if table == "otc_trades" else rows)
 
-    monkeypatch.setattr(loader, "_copy", counting_copy)
+    monkeypatch.setattr(loader, "copy_rows", counting_copy)
     lines = SAMPLE.read_bytes().split(b"\n")
     (data_dir / "repeat.csv").write_bytes(b"\n".join([lines[0], lines[1], lines[1], *lines[2:101]]))
 
@@ -620,3 +620,49 @@ def test_a_repeat_within_a_symbols_lines_gives_the_fresh_way_up_at_once(
     assert list(RejectedRow.objects.values_list("line_number", "reason")) == [(3, "duplicate")]
     postgres = connection.vendor == "postgresql"
     assert copied == (["AABB"] if postgres else [])  # the fresh way stopped at line 3
+
+
+def test_a_weeks_first_file_reckons_its_totals_as_it_loads_and_they_match_the_sql(
+    data_dir, run_pipeline, monkeypatch
+):
+    # The fresh way reckons each symbol's totals while it parses when its rows are the
+    # tier-week's first (PostgreSQL); the metrics they give are those the SQL reads from
+    # otc_trades: a recompute changes nothing. A second file goes the SQL way.
+    from otc import metrics
+    from otc.totals import SymbolTotals
+
+    reckoned = []
+    compute = metrics.compute_week
+
+    def recording(tier, week, totals=None):
+        reckoned.append(type(totals))
+        return compute(tier, week, totals)
+
+    monkeypatch.setattr(metrics, "compute_week", recording)
+    header, *lines = SAMPLE.read_bytes().split(b"\n")
+    (data_dir / "ats.csv").write_bytes(b"\n".join([header, *lines[:2000]]))
+    (data_dir / "firms.csv").write_bytes(
+        b"\n".join([header, *(line.replace(b" ATS|", b" Firm|") for line in lines[1000:1500])])
+    )
+    week = {"tier": "OTCE", "week": SAMPLE_WEEK}
+
+    def metric_rows():
+        return list(MetricsDaily.objects.order_by("symbol").values_list(*METRIC_FIELDS))
+
+    assert run_pipeline("otc.ingest_week", {**week, "path": "ats.csv"}).status == Status.COMPLETED
+    first = metric_rows()
+    assert run_pipeline("otc.recompute_metrics", week).status == Status.COMPLETED
+    assert metric_rows() == first
+    assert len(first) == len({line.split(b"|")[1] for line in lines[:2000]})
+    second = {**week, "venue_type": "non_ats", "path": "firms.csv"}
+    assert run_pipeline("otc.ingest_week", second).status == Status.COMPLETED
+    both = metric_rows()
+    assert run_pipeline("otc.recompute_metrics", week).status == Status.COMPLETED
+    assert metric_rows() == both != first
+
+    postgres = connection.vendor == "postgresql"
+    none = type(None)
+    assert reckoned == [SymbolTotals if postgres else none, none, none, none]
+
+
+METRIC_FIELDS = [f.name for f in MetricsDaily._meta.fields if f.name not in ("id",)]

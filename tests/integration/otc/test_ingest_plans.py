@@ -57,5 +57,6 @@ def test_no_ingest_statement_is_planned_as_a_nested_loop(postgres, data_dir, run
     assert [run.status for run in runs] == [Status.COMPLETED] * 4, runs[-1].error_message
     assert any(sql.startswith("UPDATE otc_metrics_daily SET wow_change") for sql in plans)
     assert any(sql.startswith("INSERT INTO otc_trades ") for sql in plans)
+    assert any(sql.startswith("WITH venue AS") for sql in plans)  # totals from otc_trades
     nested = {sql: nodes for sql, nodes in plans.items() if "Nested Loop" in nodes}
     assert nested == {}
