@@ -3,14 +3,18 @@ staging row, loaded with its exact values or rejected with a known reason and a 
 exact line number; nothing crashes; a wrong header is a `BadSourceFile`, never anything else."""
 
 import io
+import re
+import string
+from datetime import date, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from otc.errors import BadSourceFile
 from otc.models import RejectReason
-from otc.parser import HEADER, STAGE_COLUMNS, read_file, stage_rows, stored_text
+from otc import parser
+from otc.parser import HEADER, STAGE_COLUMNS, SourceLine, _parse, read_file, stage_rows, stored_text
 from tests.fuzz.strategies import WEEK, examples, finra_file
 
 REASONS = set(RejectReason.values)
@@ -67,3 +71,64 @@ def test_anything_but_the_header_first_is_a_bad_source_file(first_line):
         assert "week.csv" in str(exc)
     else:
         raise AssertionError(f"{first_line!r} was accepted as the header")
+
+
+# Every character `str.strip()` strips, and some that look like it but are not (ZWSP, BOM, NUL).
+_SPACES = [chr(c) for c in range(0x3001) if chr(c).isspace()] + ["\u200b", "\ufeff", "\x00"]
+_PADS = st.text(st.sampled_from(_SPACES), min_size=1, max_size=2)
+_NAMES = st.text(st.characters(blacklist_characters="|"), max_size=301)
+_ANY = st.one_of(
+    st.text(max_size=25),
+    st.integers(-5, 2**64).map(str),
+    st.sampled_from(["OTC", "NMS Tier 1", "9" * 18, "9" * 19, "0" * 20, "2025-02-30", ""]),
+)
+_VOLUMES = st.one_of(
+    st.integers(0, 10**19).map(str), st.sampled_from([str(2**63 - 1), str(2**63), "0" * 19])
+)
+# The values of a clean line (or, drawn from `_ANY`, not), field by field.
+_VALUES = [
+    st.just("OTC"),
+    st.text(string.ascii_uppercase + ".", min_size=1, max_size=21),
+    _NAMES,
+    _NAMES,
+    st.text(string.ascii_uppercase + string.digits, min_size=1, max_size=11),
+    _VOLUMES,
+    _VOLUMES,
+    st.dates(date(2025, 11, 1), date(2026, 12, 31)).map(date.isoformat),
+]
+
+
+@st.composite
+def near_clean_lines(draw) -> str:
+    """A line each of whose fields may be clean, padded, or anything at all; one may be
+    missing or one too many."""
+    fields = []
+    for values in _VALUES:
+        kind = draw(st.integers(0, 15))  # mostly clean
+        value = draw(_ANY if kind == 0 else values)
+        if kind == 1:
+            value = draw(_PADS) + value
+        elif kind == 2:
+            value += draw(_PADS)
+        fields.append(value)
+    count = draw(st.sampled_from([8] * 8 + [7, 9]))
+    return "|".join(fields[:count] + ["x"] * (count - 8))
+
+
+@settings(max_examples=examples(500))
+@given(text=near_clean_lines())
+def test_a_clean_line_parses_the_same_by_its_shortcut_as_by_every_check(text):
+    # `_parse` takes the lines its regular expression matches straight to their values; the
+    # rest go through the checks one by one. Both must give the same for any line.
+    line = SourceLine("week.csv", 2, text.encode("utf-8", "surrogatepass"))
+    week_end = WEEK + timedelta(days=4)
+
+    shortcut = _parse(line, "OTC", week_end, text)
+    with pytest.MonkeyPatch.context() as patch:
+        never = re.compile("(?!)")
+        patch.setattr(parser, "_CLEAN_LINES", dict.fromkeys(parser._CLEAN_LINES, never))
+        checked = _parse(line, "OTC", week_end, text)
+
+    clean = parser._CLEAN_LINES["OTC"].fullmatch(text)
+    event("clean" if clean else "loaded the long way" if checked[1] is None else "rejected")
+    assert shortcut == checked
