@@ -11,9 +11,9 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from otc import parser
 from otc.errors import BadSourceFile
 from otc.models import RejectReason
-from otc import parser
 from otc.parser import HEADER, STAGE_COLUMNS, SourceLine, _parse, read_file, stage_rows, stored_text
 from tests.fuzz.strategies import WEEK, examples, finra_file
 
