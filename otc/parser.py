@@ -246,8 +246,8 @@ def _parse(line: SourceLine, expected_tier: str, week_end: date, text: str | Non
             pass
         else:
             if publication > week_end:
-                values = (symbol, issue_name, venue_name, mpid, int(shares), int(trades))
-                return (*values, publication), None
+                volume = int(shares), int(trades)
+                return (symbol, issue_name, venue_name, mpid, *volume, publication), None
     if fields is None:
         if b"\x00" in line.raw:
             return None, (RejectReason.BAD_ENCODING, "the line contains NUL bytes")
