@@ -100,16 +100,36 @@ class RawBlock(models.Model):
         return f"capture {self.capture_id} lines {self.first_line}-{last}"
 
 
+class CodeField(models.CharField):
+    """A code of ASCII letters and digits (a symbol, an MPID, a tier): compared byte by byte.
+
+    On PostgreSQL the column has the "C" collation: its index entries compare with `memcmp`
+    instead of the locale's `strcoll`. Issue 8: `otc_trades`' three indexes on such columns
+    took 0.45 s less to keep up in a 1M-row `COPY` (4.75 -> 4.3 s, on a C.UTF-8 database;
+    a locale such as en_US costs more). Codes sort the same either way. Elsewhere (SQLite,
+    which has no "C" collation) the column is as a CharField's.
+
+    Compared with a text column of the database's default collation (the staged way's table),
+    PostgreSQL takes the column's "C": a default collation gives way to any other.
+    """
+
+    def db_parameters(self, connection):
+        parameters = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            parameters["collation"] = "C"
+        return parameters
+
+
 class Trade(models.Model):
     """Normalized weekly volume of one symbol at one venue: unique per week, tier, symbol, venue."""
 
     week = models.DateField(help_text="Monday of the trading week")
-    tier = models.CharField(max_length=4, choices=Tier.choices)
-    symbol = models.CharField(max_length=20)
+    tier = CodeField(max_length=4, choices=Tier.choices)
+    symbol = CodeField(max_length=20)
     issue_name = models.CharField(max_length=300, blank=True, default="")
-    venue_mpid = models.CharField(max_length=10)
+    venue_mpid = CodeField(max_length=10)
     venue_name = models.CharField(max_length=300, blank=True, default="")
-    venue_type = models.CharField(max_length=8, choices=VenueType.choices)
+    venue_type = CodeField(max_length=8, choices=VenueType.choices)
     shares = models.BigIntegerField()
     trades = models.BigIntegerField()
     publication_date = models.DateField(null=True, blank=True, help_text="lastUpdateDate")
