@@ -45,17 +45,16 @@ def _clean_line(tier_description: str) -> re.Pattern:
     `\\s` is what `str.strip()` strips (both ask `Py_UNICODE_ISSPACE`); NUL goes the long way.
     """
 
-    def text(most: int, least: int) -> str:  # no whitespace at its ends, no delimiter, no NUL
-        inner = rf"[^|\s\x00](?:[^|\x00]{{0,{most - 2}}}[^|\s\x00])?"
-        return f"({inner})" if least else f"((?:{inner})?)"
+    def text(least: int, most: int) -> str:  # no whitespace at its ends, no delimiter, no NUL
+        return rf"((?!\s)[^|\x00]{{{least},{most}}}(?<!\s))"
 
     volume = f"([0-9]{{1,{_FAST_DIGITS}}})"
     fields = [
         re.escape(tier_description),
-        text(MAX_LENGTHS["symbol"], 1),
-        text(MAX_LENGTHS["issue_name"], 0),
-        text(MAX_LENGTHS["venue_name"], 0),
-        text(MAX_LENGTHS["mpid"], 1),
+        text(1, MAX_LENGTHS["symbol"]),
+        text(0, MAX_LENGTHS["issue_name"]),
+        text(0, MAX_LENGTHS["venue_name"]),
+        text(1, MAX_LENGTHS["mpid"]),
         volume,
         volume,
         "([0-9]{4}-[0-9]{2}-[0-9]{2})",

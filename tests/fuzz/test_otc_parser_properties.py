@@ -76,7 +76,9 @@ def test_anything_but_the_header_first_is_a_bad_source_file(first_line):
 # Every character `str.strip()` strips, and some that look like it but are not (ZWSP, BOM, NUL).
 _SPACES = [chr(c) for c in range(0x3001) if chr(c).isspace()] + ["\u200b", "\ufeff", "\x00"]
 _PADS = st.text(st.sampled_from(_SPACES), min_size=1, max_size=2)
-_NAMES = st.text(st.characters(blacklist_characters="|"), max_size=301)
+_NAMES = st.one_of(
+    st.text(st.characters(blacklist_characters="|"), max_size=301), st.just("Nul\x00 Inc")
+)
 _ANY = st.one_of(
     st.text(max_size=25),
     st.integers(-5, 2**64).map(str),
