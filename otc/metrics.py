@@ -1,4 +1,8 @@
-"""Domain metrics per symbol, tier and week, computed from `otc_trades` with set-based SQL.
+"""Domain metrics per symbol, tier and week, computed with set-based SQL from each symbol's totals.
+
+The totals (per symbol: volume, trades, venues, the top venue, the sum of squared venue volumes)
+come from `otc_trades` by SQL, or from the loader, which reckons them as it parses when its rows
+are the tier-week's first (`otc.totals`); the statement that turns them into metrics is the same.
 
 (Prometheus metrics of the OTC connectors live in `otc.connectors.circuit`.)
 

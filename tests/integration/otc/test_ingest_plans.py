@@ -60,3 +60,17 @@ def test_no_ingest_statement_is_planned_as_a_nested_loop(postgres, data_dir, run
     assert any(sql.startswith("WITH venue AS") for sql in plans)  # totals from otc_trades
     nested = {sql: nodes for sql, nodes in plans.items() if "Nested Loop" in nodes}
     assert nested == {}
+
+
+def test_the_trades_codes_compare_bytes(postgres):
+    # `otc.models.CodeField`: the columns that three of otc_trades' indexes compare are in the
+    # "C" collation (a later AlterField that dropped it would slow every ingest's COPY).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name, collation_name FROM information_schema.columns"
+            " WHERE table_name = 'otc_trades' AND collation_name IS NOT NULL"
+            " ORDER BY column_name"
+        )
+        collations = dict(cursor.fetchall())
+
+    assert collations == {"symbol": "C", "tier": "C", "venue_mpid": "C", "venue_type": "C"}
