@@ -34,13 +34,30 @@ _TOTALS_TABLE = """
 CREATE TEMP TABLE otc_symbol_totals (
     symbol TEXT, total_shares BIGINT, total_trades BIGINT, ats_shares BIGINT,
     venue_count INTEGER, top_mpid TEXT, top_name TEXT, top_shares BIGINT,
-    squares DOUBLE PRECISION, both_types BOOLEAN
+    squares {exact}, both_types BOOLEAN
 )
 """
+# Per database: the type the squared volumes are summed in, and HHI from their sum. PostgreSQL
+# sums them exactly (NUMERIC), as the loader's totals do (Python integers), so both ways give
+# the same HHI to the last bit (summed as doubles, a recompute of a loaded week changed the HHI
+# of 23 of 50 symbols of 10^7 to 3 x 10^8 shares a venue: a helper's review, issue 8), and one
+# venue exactly 10,000. SQLite has no exact type that large, and its totals always come from
+# the SQL: it sums doubles and divides before it scales (one venue: 10,000 too).
+_SQUARES = {
+    "postgresql": (
+        "NUMERIC",
+        "CAST(s.squares * 10000 / (CAST(s.total_shares AS NUMERIC) * s.total_shares)"
+        " AS DOUBLE PRECISION)",
+    ),
+    "sqlite": (
+        "DOUBLE PRECISION",
+        "s.squares / (CAST(s.total_shares AS DOUBLE PRECISION) * s.total_shares) * 10000",
+    ),
+}
 _TOTALS_TYPES = dict(
     zip(
         totals.COLUMNS,
-        ("text", "int8", "int8", "int8", "int4", "text", "text", "int8", "float8", "bool"),
+        ("text", "int8", "int8", "int8", "int4", "text", "text", "int8", "numeric", "bool"),
         strict=True,
     )
 )
@@ -71,7 +88,7 @@ WITH venue AS (
            MAX(top_mpid) AS top_mpid,
            MAX(CASE WHEN venue_mpid = top_mpid THEN venue_name END) AS top_name,
            MAX(top_shares) AS top_shares,
-           SUM(CAST(shares AS DOUBLE PRECISION) * shares) AS squares,
+           SUM(CAST(shares AS {exact}) * shares) AS squares,
            MAX(has_ats) AS has_ats, MAX(has_non_ats) AS has_non_ats
     FROM named
     GROUP BY symbol
@@ -105,10 +122,7 @@ SELECT %(week)s, %(tier)s, s.symbol, s.total_shares, s.total_trades, %(days)s,
        CASE WHEN s.total_trades > 0 THEN s.total_shares * 1.0 / s.total_trades END,
        s.venue_count, s.top_mpid, s.top_name,
        CASE WHEN s.total_shares > 0 THEN s.top_shares * 1.0 / s.total_shares END,
-       -- Divided before it is scaled, so that one venue's HHI is exactly 10,000.
-       CASE WHEN s.total_shares > 0
-            THEN s.squares / (CAST(s.total_shares AS DOUBLE PRECISION) * s.total_shares) * 10000
-       END,
+       CASE WHEN s.total_shares > 0 THEN {hhi} END,
        s.ats_shares,
        CASE WHEN s.both_types AND s.total_shares > 0
             THEN s.ats_shares * 1.0 / s.total_shares END,
@@ -166,12 +180,14 @@ def compute_week(tier: str, week: date, reckoned: totals.SymbolTotals | None = N
         "days": trading_days(week),
     }
     postgres = connection.vendor == "postgresql"
+    exact, hhi = _SQUARES[connection.vendor]
     plan_for_bulk()
     with connection.cursor() as cursor:
         _drop_totals(cursor, postgres)
-        cursor.execute(_TOTALS_TABLE + (" ON COMMIT DROP" if postgres else ""))
+        table = _TOTALS_TABLE.format(exact=exact)
+        cursor.execute(table + (" ON COMMIT DROP" if postgres else ""))
         if reckoned is None:
-            cursor.execute(_TOTALS_FROM_TRADES, params)
+            cursor.execute(_TOTALS_FROM_TRADES.format(exact=exact), params)
         elif postgres:
             copy_rows("otc_symbol_totals", _TOTALS_TYPES, reckoned.rows())
         else:
@@ -181,7 +197,7 @@ def compute_week(tier: str, week: date, reckoned: totals.SymbolTotals | None = N
         if postgres:  # a few thousand rows: statistics for the join to `previous`
             cursor.execute("ANALYZE otc_symbol_totals")
         cursor.execute(_DELETE_GONE, params)
-        cursor.execute(_UPSERT_METRICS, params)
+        cursor.execute(_UPSERT_METRICS.format(hhi=hhi), params)
         cursor.execute(_REFRESH_NEXT_WOW, params)
         _drop_totals(cursor, postgres)
     return MetricsDaily.objects.filter(tier=tier, week=week).count()

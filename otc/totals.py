@@ -65,13 +65,13 @@ class SymbolTotals:
         totals[2] += len(rows)
         if top > totals[3] or (top == totals[3] and top_row[mpid] < totals[4]):
             totals[3:6] = top, top_row[mpid], top_row[self._venue_name]
-        totals[6] += sum(map(mul, shares, shares))  # exact: Python's integers do not overflow
+        totals[6] += sum(map(mul, shares, shares))  # exact, as the SQL's NUMERIC sum
 
     def rows(self) -> Iterator[tuple]:
         """One row per symbol (`COLUMNS`); `both_types` is False: the rows are of one type."""
         for symbol, (shares, trades, venues, top, mpid, name, squares) in self._totals.items():
             ats = shares if self.ats else 0
-            yield (symbol, shares, trades, ats, venues, mpid, name, top, float(squares), False)
+            yield (symbol, shares, trades, ats, venues, mpid, name, top, squares, False)
 
     def __len__(self) -> int:
         return len(self._totals)

@@ -199,3 +199,20 @@ def test_line_blocks_start_again_at_a_new_source_or_where_numbering_skips(monkey
         ("b", 5, b"x" * 70 + b"\n"),
         ("b", 6, b"six\n"),
     ]
+
+
+@pytest.mark.parametrize("tier", ["T1", "T2", "OTCE"])
+def test_every_line_of_the_real_week_takes_the_clean_lines_shortcut(tier):
+    # The shortcut (`parser._clean_line`) is for FINRA's lines as they come: if it stopped
+    # matching them, every line would still load, the long way, and only the benchmark would
+    # tell. The real OTC week, its lines under each tier's description.
+    from pathlib import Path
+
+    from otc import parser
+
+    description = parser.TIER_DESCRIPTIONS[tier]
+    text = (Path(__file__).parents[2] / "data" / "otc_sample.csv").read_text("utf-8")
+    lines = [description + line[3:] for line in text.splitlines()[1:] if line]
+
+    assert len(lines) == 5328
+    assert [line for line in lines if not parser._CLEAN_LINES[description].fullmatch(line)] == []

@@ -33,7 +33,7 @@ def test_a_symbols_runs_add_up_and_the_top_venue_is_the_first_mpid_of_the_most_s
             "top_mpid": "AAAA",
             "top_name": "Ay",
             "top_shares": 500,
-            "squares": 510_000.0,
+            "squares": 510_000,
             "both_types": False,
         },
         "NIL": {
@@ -45,7 +45,7 @@ def test_a_symbols_runs_add_up_and_the_top_venue_is_the_first_mpid_of_the_most_s
             "top_mpid": "XXXX",
             "top_name": "Ex",
             "top_shares": 0,
-            "squares": 0.0,
+            "squares": 0,
             "both_types": False,
         },
         "DUO": {
@@ -57,7 +57,7 @@ def test_a_symbols_runs_add_up_and_the_top_venue_is_the_first_mpid_of_the_most_s
             "top_mpid": "PPPP",
             "top_name": "Pea",
             "top_shares": 10,
-            "squares": 200.0,
+            "squares": 200,
             "both_types": False,
         },
     }
@@ -74,10 +74,11 @@ def test_a_later_run_with_fewer_shares_keeps_the_top_venue_and_non_ats_rows_have
     assert (found["TWO"]["total_shares"], found["TWO"]["ats_shares"]) == (599, 0)
 
 
-def test_squares_are_summed_exactly_before_they_become_a_float():
-    # 2**53 + 1 is no double: reckoned in floats, the sum of squares would come out lower.
+def test_squares_are_summed_exactly():
+    # 2**53 + 1 is no double: reckoned in floats, the sum of squares would come out lower. The
+    # SQL sums them exactly too (NUMERIC), so both give the same HHI (`otc.metrics`).
     shares = 2**53 + 1
     found = totals_of("ats", [("BIG", f"M{i}", "m", shares, 1) for i in range(3)])
 
-    assert found["BIG"]["squares"] == float(3 * shares * shares)
+    assert found["BIG"]["squares"] == 3 * shares * shares
     assert len(SymbolTotals("ats", **POSITIONS)) == 0

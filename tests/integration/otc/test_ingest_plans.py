@@ -58,6 +58,7 @@ def test_no_ingest_statement_is_planned_as_a_nested_loop(postgres, data_dir, run
     assert any(sql.startswith("UPDATE otc_metrics_daily SET wow_change") for sql in plans)
     assert any(sql.startswith("INSERT INTO otc_trades ") for sql in plans)
     assert any(sql.startswith("WITH venue AS") for sql in plans)  # totals from otc_trades
+    assert any(sql.startswith("WITH previous AS") for sql in plans)  # metrics from totals
     nested = {sql: nodes for sql, nodes in plans.items() if "Nested Loop" in nodes}
     assert nested == {}
 
