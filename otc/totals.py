@@ -13,7 +13,7 @@ venue is one row: its shares are the venue's volume.
 from collections.abc import Iterator, Sequence
 from operator import itemgetter, mul
 
-# What `SymbolTotals.row` gives, in order: the columns of `otc.metrics`' totals table.
+# What `SymbolTotals.rows` yields, in order: the columns of `otc.metrics`' totals table.
 COLUMNS = (
     "symbol",
     "total_shares",
