@@ -415,7 +415,7 @@ def _load_staged(
     rows = stage_rows(lines, tier=tier, week=week)
     distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
     with connection.cursor() as cursor:
-        _drop_stage(cursor, postgres)
+        drop_temporary(cursor, "otc_stage", postgres)
         cursor.execute(_STAGE_DDL.format(on_commit=" ON COMMIT DROP" if postgres else ""))
         if postgres:
             copy_rows("otc_stage", {c: _STAGE_TYPES[c] for c in STAGE_COLUMNS}, rows)
@@ -432,7 +432,7 @@ def _load_staged(
         counts = Counter({reason: n for reason, n in cursor.fetchall()})
         summary = LoadSummary.of(counts.pop(None, 0), counts)
         if summary.rows_loaded == 0:
-            _drop_stage(cursor, postgres)
+            drop_temporary(cursor, "otc_stage", postgres)
             return summary
 
         cursor.execute(_DELETE_STALE_TRADES, params)
@@ -446,7 +446,7 @@ def _load_staged(
             cursor.execute(_DELETE_STALE_REJECTS, params)
         else:  # nothing rejected this time: no need to read the stage for it
             cursor.execute(_DELETE_REJECTS, params)
-        _drop_stage(cursor, postgres)
+        drop_temporary(cursor, "otc_stage", postgres)
     return summary
 
 
@@ -519,9 +519,12 @@ def _params(tier, week, venue_type, source, execution_id) -> dict:
     }
 
 
-def _drop_stage(cursor, postgres: bool) -> None:
-    # Qualified with the temporary schema so a real table of that name is never touched.
-    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_stage")
+def drop_temporary(cursor, table: str, postgres: bool) -> None:
+    """Drop this session's temporary `table`, if it has one.
+
+    Qualified with the temporary schema, so a real table of that name is never touched.
+    """
+    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.{table}")
 
 
 def copy_rows(table: str, types: dict[str, str], rows: Iterable[tuple]) -> None:

@@ -19,7 +19,7 @@ from django.db import connection
 
 from otc import totals
 from otc.calendar import trading_days
-from otc.loader import copy_rows, plan_for_bulk
+from otc.loader import copy_rows, drop_temporary, plan_for_bulk
 from otc.models import MetricsDaily
 
 # Each symbol's totals over the tier-week's venues (`otc.totals.COLUMNS`), read from `otc_trades`:
@@ -169,7 +169,8 @@ def compute_week(tier: str, week: date, reckoned: totals.SymbolTotals | None = N
     """Recompute the metrics of every symbol of the tier-week; return how many rows it has.
 
     `reckoned`: the totals of the tier-week's rows, if the caller has them (the loader, when
-    the rows it just loaded are the week's only ones); else they are read from `otc_trades`.
+    the rows it just loaded are the week's only ones); else, and on SQLite, they are read from
+    `otc_trades`.
     """
     prep = MetricsDaily._meta.get_field("week").get_db_prep_value
     params = {
@@ -183,26 +184,17 @@ def compute_week(tier: str, week: date, reckoned: totals.SymbolTotals | None = N
     exact, hhi = _SQUARES[connection.vendor]
     plan_for_bulk()
     with connection.cursor() as cursor:
-        _drop_totals(cursor, postgres)
+        drop_temporary(cursor, "otc_symbol_totals", postgres)
         table = _TOTALS_TABLE.format(exact=exact)
         cursor.execute(table + (" ON COMMIT DROP" if postgres else ""))
-        if reckoned is None:
-            cursor.execute(_TOTALS_FROM_TRADES.format(exact=exact), params)
-        elif postgres:
+        if reckoned is not None and postgres:
             copy_rows("otc_symbol_totals", _TOTALS_TYPES, reckoned.rows())
-        else:
-            columns, values = ", ".join(totals.COLUMNS), ", ".join(["%s"] * len(totals.COLUMNS))
-            sql = f"INSERT INTO otc_symbol_totals ({columns}) VALUES ({values})"  # noqa: S608
-            cursor.executemany(sql, list(reckoned.rows()))
+        else:  # SQLite's squares are doubles (`_SQUARES`): it reads its totals from the rows
+            cursor.execute(_TOTALS_FROM_TRADES.format(exact=exact), params)
         if postgres:  # a few thousand rows: statistics for the join to `previous`
             cursor.execute("ANALYZE otc_symbol_totals")
         cursor.execute(_DELETE_GONE, params)
         cursor.execute(_UPSERT_METRICS.format(hhi=hhi), params)
         cursor.execute(_REFRESH_NEXT_WOW, params)
-        _drop_totals(cursor, postgres)
+        drop_temporary(cursor, "otc_symbol_totals", postgres)
     return MetricsDaily.objects.filter(tier=tier, week=week).count()
-
-
-def _drop_totals(cursor, postgres: bool) -> None:
-    # Qualified with the temporary schema so a real table of that name is never touched.
-    cursor.execute(f"DROP TABLE IF EXISTS {'pg_temp' if postgres else 'temp'}.otc_symbol_totals")
