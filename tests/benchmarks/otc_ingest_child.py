@@ -13,6 +13,11 @@ from datetime import date
 from pathlib import Path
 
 BASELINE_RUNS = 5  # bare COPYs of each kind; the median is the baseline
+FLOOR_RUNS = 3  # COPYs of the week's normalized rows into a copy of otc_trades
+TRADE_COLUMNS = (
+    "week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type, shares, trades,"
+    " publication_date"
+)
 bare_copies: list[list[float]] = []  # each kind's runs, for the JSON
 
 
@@ -64,7 +69,7 @@ def main(path: str, week: str) -> None:
     }
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    copy_seconds = logged_copy_seconds = None
+    copy_seconds = logged_copy_seconds = floor_seconds = None
     if connection.vendor == "postgresql":
         # The baseline of SPEC §11: a bare COPY of the file into an unindexed temporary table
         # (no WAL). For context, the same into a logged table, as a durable landing needs.
@@ -74,6 +79,7 @@ def main(path: str, week: str) -> None:
         logged_copy_seconds = median_of(
             BASELINE_RUNS, bare_copy, connection.connection, path, "TABLE"
         )
+        floor_seconds = schema_floor(connection.connection, monday, Path(path).parent)
 
     print(
         json.dumps(
@@ -90,6 +96,8 @@ def main(path: str, week: str) -> None:
                     round(logged_copy_seconds, 3) if logged_copy_seconds else None
                 ),
                 "bare_copy_runs": bare_copies,  # temporary table, then logged table
+                "schema_floor_seconds": round(floor_seconds, 3) if floor_seconds else None,
+                "schema_floor_runs": floor_runs,
                 "database": connection.vendor,
             }
         )
@@ -139,6 +147,39 @@ def bare_copy(raw, path: str, kind: str) -> float:
             while chunk := f.read(1 << 20):
                 copy.write(chunk)
         return time.perf_counter() - started
+
+
+floor_runs: list[float] = []
+
+
+def schema_floor(raw, monday: date, scratch: Path) -> float:
+    """The median seconds PostgreSQL alone takes to COPY the week's normalized rows into a table
+    made `LIKE otc_trades INCLUDING ALL` (its columns, collations, identity and four indexes;
+    logged; rolled back), in the binary format the loader sends. No parsing, landing or metrics:
+    what the table's schema costs on this server, which no loader can go below (issue 8).
+    """
+    rows = scratch / "floor.copy"
+    with raw.cursor() as cur, rows.open("wb") as f:
+        out = (
+            f"COPY (SELECT {TRADE_COLUMNS} FROM otc_trades WHERE week = %s AND tier = 'T2'"
+            " ORDER BY id) TO STDOUT (FORMAT binary)"
+        )
+        with cur.copy(out, [monday]) as copy:
+            for chunk in copy:
+                f.write(chunk)
+    try:
+        for _ in range(FLOOR_RUNS):
+            with raw.transaction(force_rollback=True), raw.cursor() as cur:
+                cur.execute("CREATE TABLE bench_floor (LIKE otc_trades INCLUDING ALL)")
+                started = time.perf_counter()
+                sql = f"COPY bench_floor ({TRADE_COLUMNS}) FROM STDIN (FORMAT binary)"
+                with rows.open("rb") as f, cur.copy(sql) as copy:
+                    while chunk := f.read(1 << 20):
+                        copy.write(chunk)
+                floor_runs.append(round(time.perf_counter() - started, 3))
+    finally:
+        rows.unlink()
+    return statistics.median(floor_runs)
 
 
 if __name__ == "__main__":
