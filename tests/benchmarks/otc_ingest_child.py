@@ -1,6 +1,8 @@
 """One measured ingest, run in its own process by `test_otc_ingest.py`; prints a JSON line.
 
-Usage: python tests/benchmarks/otc_ingest_child.py FILE WEEK
+Usage: python tests/benchmarks/otc_ingest_child.py FILE WEEK [floor]
+
+With `floor` (PostgreSQL only) it also times the schema's COPY floor (`schema_floor`).
 """
 
 import json
@@ -14,10 +16,6 @@ from pathlib import Path
 
 BASELINE_RUNS = 5  # bare COPYs of each kind; the median is the baseline
 FLOOR_RUNS = 3  # COPYs of the week's normalized rows into a copy of otc_trades
-TRADE_COLUMNS = (
-    "week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type, shares, trades,"
-    " publication_date"
-)
 bare_copies: list[list[float]] = []  # each kind's runs, for the JSON
 
 
@@ -28,7 +26,7 @@ def rss_kib() -> int:
     return 0
 
 
-def main(path: str, week: str) -> None:
+def main(path: str, week: str, floor: str = "") -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spine_project.settings")
     import django
@@ -70,6 +68,12 @@ def main(path: str, week: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     copy_seconds = logged_copy_seconds = floor_seconds = None
+    floor_runs: list[float] = []
+    if connection.vendor == "postgresql" and floor:
+        # First, before the baselines' ten COPYs add their own pages for the server to write out.
+        floor_seconds, floor_runs = schema_floor(
+            connection.connection, monday, "T2", Path(path).with_suffix(".floor")
+        )
     if connection.vendor == "postgresql":
         # The baseline of SPEC §11: a bare COPY of the file into an unindexed temporary table
         # (no WAL). For context, the same into a logged table, as a durable landing needs.
@@ -79,7 +83,6 @@ def main(path: str, week: str) -> None:
         logged_copy_seconds = median_of(
             BASELINE_RUNS, bare_copy, connection.connection, path, "TABLE"
         )
-        floor_seconds = schema_floor(connection.connection, monday, Path(path).parent)
 
     print(
         json.dumps(
@@ -149,38 +152,58 @@ def bare_copy(raw, path: str, kind: str) -> float:
         return time.perf_counter() - started
 
 
-floor_runs: list[float] = []
+def schema_floor(raw, monday: date, tier: str, scratch_file: Path) -> tuple[float, list[float]]:
+    """PostgreSQL's own seconds for the week's rows in `otc_trades`' schema: (median, runs).
 
-
-def schema_floor(raw, monday: date, scratch: Path) -> float:
-    """The median seconds PostgreSQL alone takes to COPY the week's normalized rows into a table
-    made `LIKE otc_trades INCLUDING ALL` (its columns, collations, identity and four indexes;
-    logged; rolled back), in the binary format the loader sends. No parsing, landing or metrics:
-    what the table's schema costs on this server, which no loader can go below (issue 8).
+    The tier-week's normalized rows are exported, then `FLOOR_RUNS` times copied in the
+    loader's binary format into a new table made `LIKE otc_trades INCLUDING ALL` (its columns,
+    collations, identity and four indexes, kept up row by row; WAL-logged, as on any server
+    whose `wal_level` is above `minimal`), each in a transaction that is rolled back, after a
+    `CHECKPOINT` where the role may run one. One `COPY` into an empty copy of the table, with
+    no parsing, landing or metrics: what the schema alone costs the server for these rows, which
+    the loader's normalizing can at best match (issue 8).
     """
-    rows = scratch / "floor.copy"
-    with raw.cursor() as cur, rows.open("wb") as f:
-        out = (
-            f"COPY (SELECT {TRADE_COLUMNS} FROM otc_trades WHERE week = %s AND tier = 'T2'"
-            " ORDER BY id) TO STDOUT (FORMAT binary)"
-        )
-        with cur.copy(out, [monday]) as copy:
+    from otc.loader import _TRADE_TYPES
+
+    columns = ", ".join(_TRADE_TYPES)
+    export = (
+        f"COPY (SELECT {columns} FROM otc_trades WHERE week = %s AND tier = %s ORDER BY id)"
+        " TO STDOUT (FORMAT binary)"
+    )
+    runs: list[float] = []
+    try:
+        with (
+            raw.cursor() as cur,
+            scratch_file.open("wb") as f,
+            cur.copy(export, [monday, tier]) as copy,
+        ):
             for chunk in copy:
                 f.write(chunk)
-    try:
         for _ in range(FLOOR_RUNS):
+            checkpoint(raw)
             with raw.transaction(force_rollback=True), raw.cursor() as cur:
                 cur.execute("CREATE TABLE bench_floor (LIKE otc_trades INCLUDING ALL)")
                 started = time.perf_counter()
-                sql = f"COPY bench_floor ({TRADE_COLUMNS}) FROM STDIN (FORMAT binary)"
-                with rows.open("rb") as f, cur.copy(sql) as copy:
+                sql = f"COPY bench_floor ({columns}) FROM STDIN (FORMAT binary)"
+                with scratch_file.open("rb") as f, cur.copy(sql) as copy:
                     while chunk := f.read(1 << 20):
                         copy.write(chunk)
-                floor_runs.append(round(time.perf_counter() - started, 3))
+                runs.append(round(time.perf_counter() - started, 3))
     finally:
-        rows.unlink()
-    return statistics.median(floor_runs)
+        scratch_file.unlink(missing_ok=True)
+    return statistics.median(runs), runs
+
+
+def checkpoint(raw) -> None:
+    """`CHECKPOINT`, so a run does not pay for writing out what came before it, if allowed."""
+    import psycopg
+
+    try:
+        with raw.transaction(), raw.cursor() as cur:
+            cur.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        pass
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
