@@ -17,7 +17,7 @@ the WAL alone roughly doubles a bare `COPY`. And the 1M week is shown against th
 table's schema: the server's own `COPY` of the week's normalized rows, in the loader's binary
 format, into an empty table made `LIKE otc_trades INCLUDING ALL` (logged, four indexes), which
 the loader's normalizing can at best match (on the 2-core Intel VM of 2026-12-05 that floor
-alone was 8.6 to 8.8 x the bare `COPY`; see `schema_floor` in `otc_ingest_child.py`).
+alone was 8.5 to 8.8 x the bare `COPY`; see `schema_floor` in `otc_ingest_child.py`).
 
 Run with `make bench`; results print as a table and are written to
 bench-results/otc_ingest.json. Uses DATABASE_URL's server with a `_bench` database next to it,
