@@ -17,29 +17,28 @@ loader into this schema. `make bench` measures that floor too ("the schema's COP
 import argparse
 import os
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-COLUMNS = sql.SQL(
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.benchmarks.otc_ingest_child import export_week, timed_copy  # noqa: E402
+
+# The columns the loader copies (`otc.loader._TRADE_TYPES`), without loading Django for them.
+COLUMNS = (
     "week, tier, symbol, issue_name, venue_mpid, venue_name, venue_type, shares, trades,"
     " publication_date"
 )
-EXPORT = sql.SQL(
-    "COPY (SELECT {} FROM otc_trades WHERE week = %s AND tier = %s ORDER BY id)"
-    " TO STDOUT (FORMAT binary)"
-).format(COLUMNS)
 COUNT = "SELECT count(*) FROM otc_trades WHERE week = %s AND tier = %s"
 HISTORY = sql.SQL(
     "INSERT INTO costs ({}) SELECT week - 7 * n, tier, symbol, issue_name, venue_mpid, venue_name,"
     " venue_type, shares, trades, publication_date"
     " FROM otc_trades, generate_series(%s, 1, -1) AS n"
     " WHERE week = %s AND tier = %s ORDER BY n DESC, id"
-).format(COLUMNS)
-IMPORT = sql.SQL("COPY costs ({}) FROM STDIN (FORMAT binary)").format(COLUMNS)
+).format(sql.SQL(COLUMNS))
 PRIMARY_KEY = "ALTER TABLE costs ADD PRIMARY KEY (id)"
 UNIQUE_KEY = "ALTER TABLE costs ADD UNIQUE (week, tier, symbol, venue_mpid, venue_type)"
 SYMBOL = "CREATE INDEX ON costs (symbol, week)"
@@ -73,10 +72,8 @@ def main() -> None:
         parser.error("DATABASE_URL must name a PostgreSQL database")
     with psycopg.connect(url) as conn, tempfile.TemporaryDirectory() as scratch:
         rows = Path(scratch) / "week.copy"
-        with conn.cursor() as cur, rows.open("wb") as f:
-            with cur.copy(EXPORT, [args.week, args.tier]) as copy:
-                for chunk in copy:
-                    f.write(chunk)
+        export_week(conn, COLUMNS, args.week, args.tier, rows)
+        with conn.cursor() as cur:
             count = cur.execute(COUNT, [args.week, args.tier]).fetchone()[0]
         conn.commit()
         if not count:
@@ -86,26 +83,20 @@ def main() -> None:
         seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for _ in range(args.runs):
             for name, ddl in VARIANTS.items():
-                seconds[name].append(timed_copy(conn, rows, ddl, args))
+                seconds[name].append(costs_copy(conn, rows, ddl, args))
                 print(f"  {name:<28} {seconds[name][-1]:6.2f} s", flush=True)
         print("median of each:")
         for name, runs in seconds.items():
             print(f"  {name:<28} {statistics.median(runs):6.2f} s")
 
 
-def timed_copy(conn: psycopg.Connection, rows: Path, ddl: list[str], args) -> float:
-    with conn.transaction(force_rollback=True), conn.cursor() as cur:
-        cur.execute("CREATE TABLE costs (LIKE otc_trades INCLUDING DEFAULTS INCLUDING IDENTITY)")
-        for statement in ddl:
-            cur.execute(statement)
-        if args.history:
-            cur.execute(HISTORY, [args.history, args.week, args.tier])
-            cur.execute("ANALYZE costs")
-        started = time.perf_counter()
-        with rows.open("rb") as f, cur.copy(IMPORT) as copy:
-            while chunk := f.read(1 << 20):
-                copy.write(chunk)
-        return time.perf_counter() - started
+def costs_copy(conn: psycopg.Connection, rows: Path, ddl: list[str], args) -> float:
+    """Seconds to copy the week into a table `costs` with `ddl`'s indexes (and any history)."""
+    setup = [("CREATE TABLE costs (LIKE otc_trades INCLUDING DEFAULTS INCLUDING IDENTITY)", [])]
+    setup += [(statement, []) for statement in ddl]
+    if args.history:
+        setup += [(HISTORY, [args.history, args.week, args.tier]), ("ANALYZE costs", [])]
+    return timed_copy(conn, rows, "costs", COLUMNS, setup)
 
 
 if __name__ == "__main__":

@@ -166,32 +166,45 @@ def schema_floor(raw, monday: date, tier: str, scratch_file: Path) -> tuple[floa
     from otc.loader import _TRADE_TYPES
 
     columns = ", ".join(_TRADE_TYPES)
+    runs: list[float] = []
+    try:
+        export_week(raw, columns, monday, tier, scratch_file)
+        for _ in range(FLOOR_RUNS):
+            checkpoint(raw)
+            create = ("CREATE TABLE bench_floor (LIKE otc_trades INCLUDING ALL)", [])
+            runs.append(round(timed_copy(raw, scratch_file, "bench_floor", columns, [create]), 3))
+    finally:
+        scratch_file.unlink(missing_ok=True)
+    return statistics.median(runs), runs
+
+
+def export_week(raw, columns: str, monday: date, tier: str, scratch_file: Path) -> None:
+    """Write the tier-week's `columns` of `otc_trades` to `scratch_file`, as a binary `COPY`."""
     export = (
         f"COPY (SELECT {columns} FROM otc_trades WHERE week = %s AND tier = %s ORDER BY id)"
         " TO STDOUT (FORMAT binary)"
     )
-    runs: list[float] = []
-    try:
-        with (
-            raw.cursor() as cur,
-            scratch_file.open("wb") as f,
-            cur.copy(export, [monday, tier]) as copy,
-        ):
-            for chunk in copy:
-                f.write(chunk)
-        for _ in range(FLOOR_RUNS):
-            checkpoint(raw)
-            with raw.transaction(force_rollback=True), raw.cursor() as cur:
-                cur.execute("CREATE TABLE bench_floor (LIKE otc_trades INCLUDING ALL)")
-                started = time.perf_counter()
-                sql = f"COPY bench_floor ({columns}) FROM STDIN (FORMAT binary)"
-                with scratch_file.open("rb") as f, cur.copy(sql) as copy:
-                    while chunk := f.read(1 << 20):
-                        copy.write(chunk)
-                runs.append(round(time.perf_counter() - started, 3))
-    finally:
-        scratch_file.unlink(missing_ok=True)
-    return statistics.median(runs), runs
+    with (
+        raw.cursor() as cur,
+        scratch_file.open("wb") as f,
+        cur.copy(export, [monday, tier]) as copy,
+    ):
+        for chunk in copy:
+            f.write(chunk)
+
+
+def timed_copy(raw, scratch_file: Path, table: str, columns: str, setup) -> float:
+    """Seconds to `COPY` `scratch_file` (from `export_week`) into `table`'s `columns`, once the
+    `setup` statements (`(sql, params)` pairs, which make `table`) have run; all rolled back."""
+    with raw.transaction(force_rollback=True), raw.cursor() as cur:
+        for statement, params in setup:
+            cur.execute(statement, params)
+        started = time.perf_counter()
+        sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT binary)"
+        with scratch_file.open("rb") as f, cur.copy(sql) as copy:
+            while chunk := f.read(1 << 20):
+                copy.write(chunk)
+        return time.perf_counter() - started
 
 
 def checkpoint(raw) -> None:
